@@ -1,0 +1,1 @@
+"""The application: data, hypermodel, Hyperband search CLI, TensorBoard logging, export."""
