@@ -15,7 +15,7 @@ import keras
 from keras import layers
 
 from .layout import BlockPlan, plan
-from .spec import ResNetSpec
+from .spec import ResNetSpec, check_shape
 
 
 class _Ops:
@@ -123,24 +123,25 @@ def build_resnet(
         spec: the architecture; validated against `input_shape` first.
         input_shape: ``(height, width, channels)`` of one raw input image.
         num_classes: outputs of the softmax head.
-        preprocessing: Keras layers applied to the raw input before the stem (for example a
-            fitted ``keras.layers.Normalization``), so the saved model takes raw images.
+        preprocessing: Keras layers applied to the raw input before the stem (for example
+            ``keras.layers.Resizing`` and a fitted ``keras.layers.Normalization``), so the saved
+            model takes raw images. The spec is checked against their output shape.
         name: model name (default ``resnet{layers}``).
 
     Returns:
         An uncompiled functional ``keras.Model`` that outputs class probabilities (float32).
     """
-    if not isinstance(spec, ResNetSpec):
-        raise ValueError(f"spec={spec!r} is invalid: expected a ResNetSpec")
     if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
         raise ValueError(f"num_classes={num_classes!r} is invalid: expected a positive integer")
-    layout = plan(spec, input_shape)
-    ops = _Ops(spec)
-
+    if not isinstance(spec, ResNetSpec):
+        raise ValueError(f"spec={spec!r} is invalid: expected a ResNetSpec")
+    check_shape(input_shape)
     inputs = keras.Input(shape=tuple(input_shape), name="image")
     x = inputs
     for layer in preprocessing:
         x = layer(x)
+    layout = plan(spec, tuple(x.shape[1:]))  # the stem sees the preprocessed (maybe resized) image
+    ops = _Ops(spec)
     if spec.stem == "imagenet":
         x = ops.conv(x, layout.stem_filters, 7, 2, "stem_conv")
     else:

@@ -69,6 +69,19 @@ def max_halvings(size: int) -> int:
     return n
 
 
+def check_shape(input_shape: Sequence[int]) -> tuple[int, int, int]:
+    """`input_shape` as a tuple, or `ValueError` unless it is (height, width, channels) > 0."""
+    try:
+        shape = tuple(input_shape)
+    except TypeError:
+        shape = input_shape
+    if not isinstance(shape, tuple) or len(shape) != 3 or not all(_is_int(s) and s >= 1 for s in shape):
+        raise ValueError(
+            f"input_shape={shape!r} is invalid: expected (height, width, channels) as positive integers"
+        )
+    return shape
+
+
 def _article(n: int) -> str:
     """'an' before numbers read with a leading vowel sound (8, 11, 18, 80-89, 800...)."""
     text = str(n)
@@ -215,12 +228,7 @@ class ResNetSpec:
 
     def check_input(self, input_shape: Sequence[int]) -> None:
         """Check that `input_shape` is (height, width, channels) and the network fits it."""
-        shape = tuple(input_shape)
-        if len(shape) != 3 or not all(_is_int(s) and s >= 1 for s in shape):
-            raise ValueError(
-                f"input_shape={shape!r} is invalid: expected (height, width, channels) as positive integers"
-            )
-        h, w, _ = shape
+        h, w, _ = check_shape(input_shape)
         allowed = max_halvings(min(h, w))
         if self.halvings > allowed:
             stem_part = STEM_HALVINGS[self.stem]

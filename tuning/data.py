@@ -1,0 +1,251 @@
+"""Datasets: the offline digits set, keras.datasets, and folders of class subfolders of images.
+
+Every dataset is split once, seeded and stratified, into train / validation / test arrays.
+The test split is never used for selection. Images stay raw (their original value range);
+the model normalises them itself with a `keras.layers.Normalization` fitted on the training
+split, so a saved model takes raw images.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+from collections.abc import Sequence
+
+import numpy as np
+
+KERAS_DATASETS = {
+    # name: (files to place, where, from)
+    "cifar10": ("cifar-10-batches-py-target_archive", "datasets",
+                "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"),
+    "cifar100": ("cifar-100-python-target_archive", "datasets",
+                 "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"),
+    "mnist": ("mnist.npz", "datasets", "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"),
+    "fashion_mnist": ("train-labels-idx1-ubyte.gz, train-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz and "
+                      "t10k-images-idx3-ubyte.gz", "datasets/fashion-mnist",
+                      "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"),
+}
+CLASS_NAMES = {
+    "cifar10": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
+    "fashion_mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                      "Ankle boot"],
+}
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+BUILTIN = ("digits", *KERAS_DATASETS)
+
+
+class DataError(ValueError):
+    """The data cannot be read; the message says what to do."""
+
+
+@dataclasses.dataclass
+class Data:
+    """One dataset, split. ``x_*`` hold raw images (N, H, W, C); ``y_*`` integer labels."""
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: list[str]
+    seed: int
+    split: str                      # how the split was made, in words a person can redo
+    value_range: tuple[float, float]
+    skipped: list[str] = dataclasses.field(default_factory=list)
+    # Size the network sees. When it differs from the stored images (e.g. digits at 32x32 for an
+    # ImageNet stem), a Resizing layer inside the model does it, so the model still takes raw images.
+    resize_to: tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        self._base: dict = {}
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(int(s) for s in self.x_train.shape[1:])
+
+    @property
+    def net_input_shape(self) -> tuple[int, int, int]:
+        """Shape of the images the network itself sees (after any in-model resizing)."""
+        if self.resize_to is None:
+            return self.input_shape
+        return (*self.resize_to, self.input_shape[2])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def dtype(self) -> str:
+        return "float32"
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.y_train), "validation": len(self.y_val), "test": len(self.y_test)}
+
+    def normalization_stats(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-channel mean and variance of the training split."""
+        x = self.x_train.astype("float64")
+        mean = x.mean(axis=(0, 1, 2))
+        var = x.var(axis=(0, 1, 2))
+        return mean.astype("float32"), np.maximum(var, 1e-6).astype("float32")
+
+    def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        return {"train": (self.x_train, self.y_train), "validation": (self.x_val, self.y_val),
+                "test": (self.x_test, self.y_test)}[split]
+
+    def pipeline(self, split: str, batch_size: int, *, augment: str = "none", seed: int = 0):
+        """A batched tf.data pipeline: cached, shuffled and augmented (training only), prefetched.
+
+        Labels come one-hot so label smoothing applies.
+        """
+        import tensorflow as tf
+
+        if split not in self._base:
+            x, y = self.arrays(split)
+            self._base[split] = tf.data.Dataset.from_tensor_slices((x, y.astype("int32"))).cache()
+        ds = self._base[split]
+        training = split == "train"
+        if training:
+            ds = ds.shuffle(len(self.y_train), seed=seed, reshuffle_each_iteration=True)
+        num_classes = self.num_classes
+
+        def prepare(x, y):
+            return tf.cast(x, tf.float32), tf.one_hot(y, num_classes)
+
+        ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+        if training and augment == "pad_crop_flip":
+            h, w, _ = self.input_shape
+
+            def pad_crop_flip(x, y):
+                # The paper's CIFAR augmentation: 4 zero pixels each side, a random crop, a random flip.
+                x = tf.image.pad_to_bounding_box(x, 4, 4, h + 8, w + 8)
+                x = tf.image.random_crop(x, (h, w, tf.shape(x)[-1]))
+                return tf.image.random_flip_left_right(x), y
+
+            ds = ds.map(pad_crop_flip, num_parallel_calls=tf.data.AUTOTUNE)
+        return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def _split(x, y, test_size: float, seed: int, what: str):
+    from sklearn.model_selection import train_test_split
+
+    try:
+        return train_test_split(x, y, test_size=test_size, stratify=y, random_state=seed)
+    except ValueError as e:
+        raise DataError(f"cannot make a stratified {what} split: {e}; every class needs more images") from None
+
+
+def load_digits(seed: int = 0) -> Data:
+    """scikit-learn's bundled 8x8 digits (1797 images, values 0-16), offline."""
+    from sklearn.datasets import load_digits as sk_digits
+
+    d = sk_digits()
+    x = d.images[..., None].astype("float32")
+    y = d.target.astype("int64")
+    x_rest, x_test, y_rest, y_test = _split(x, y, 0.2, seed, "test")
+    x_train, x_val, y_train, y_val = _split(x_rest, y_rest, 0.2, seed, "validation")
+    split = (f"x = load_digits().images[..., None].astype('float32'); "
+             f"train_test_split(x, y, test_size=0.2, stratify=y, random_state={seed}) gives the test split, "
+             f"the same call on the rest gives validation")
+    return Data("digits", x_train, y_train, x_val, y_val, x_test, y_test, [str(i) for i in range(10)], seed,
+                split, (0.0, 16.0))
+
+
+def keras_home() -> pathlib.Path:
+    return pathlib.Path(os.environ.get("KERAS_HOME") or pathlib.Path.home() / ".keras")
+
+
+def load_keras_dataset(name: str, seed: int = 0) -> Data:
+    """cifar10, cifar100, mnist or fashion_mnist via keras.datasets (downloaded once, then cached)."""
+    import keras
+
+    module = getattr(keras.datasets, name)
+    try:
+        (x_train, y_train), (x_test, y_test) = module.load_data()
+    except Exception as e:  # keras raises a bare Exception for URL failures
+        files, where, origin = KERAS_DATASETS[name]
+        reason = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+        raise DataError(
+            f"dataset {name} is not cached and could not be downloaded ({reason}); with network access it "
+            f"downloads on first use, otherwise fetch {origin} and put {files} in {keras_home() / where}/"
+        ) from None
+    if x_train.ndim == 3:
+        x_train, x_test = x_train[..., None], x_test[..., None]
+    y_train, y_test = y_train.reshape(-1).astype("int64"), y_test.reshape(-1).astype("int64")
+    x_train, x_val, y_train, y_val = _split(x_train, y_train, 0.1, seed, "validation")
+    classes = CLASS_NAMES.get(name, [str(i) for i in range(int(y_train.max()) + 1)])
+    split = (f"keras.datasets.{name}.load_data(): the official test split; validation is "
+             f"train_test_split(x_train, y_train, test_size=0.1, stratify=y_train, random_state={seed})")
+    return Data(name, x_train, y_train, x_val, y_val, x_test, y_test, classes, seed, split, (0.0, 255.0))
+
+
+def load_image_folder(
+    root: str | os.PathLike, image_size: Sequence[int] | None, seed: int = 0, skip_bad_images: bool = False,
+) -> Data:
+    """A folder of class subfolders of images, decoded, resized to `image_size`, split 60/20/20.
+
+    Classes are the subfolder names in sorted order (as `keras.utils.image_dataset_from_directory`
+    infers them). Images are decoded as RGB and kept as uint8 values 0-255.
+    """
+    import tensorflow as tf
+
+    root = pathlib.Path(root)
+    if not root.exists():
+        raise DataError(f"dataset folder {root} does not exist; give a folder of class subfolders of images")
+    if not root.is_dir():
+        raise DataError(f"dataset {root} is not a folder; give a folder of class subfolders of images")
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    files, labels = [], []
+    for i, c in enumerate(classes):
+        for f in sorted((root / c).rglob("*")):
+            if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS:
+                files.append(f)
+                labels.append(i)
+    used = sorted(set(labels))
+    if len(used) < 2:
+        raise DataError(f"dataset folder {root} holds images of {len(used)} class(es); it needs class subfolders "
+                        f"(at least 2) with {', '.join(IMAGE_EXTENSIONS)} images in them")
+    if image_size is None:
+        raise DataError("give --image-size for an image folder (e.g. --image-size 64)")
+    h, w = int(image_size[0]), int(image_size[1])
+    images, kept, skipped = [], [], []
+    for f, label in zip(files, labels):
+        try:
+            img = tf.io.decode_image(tf.io.read_file(str(f)), channels=3, expand_animations=False)
+        except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError, tf.errors.UnknownError) as e:
+            if not skip_bad_images:
+                raise DataError(f"cannot read image {f} ({e.message.splitlines()[0][:100]}); remove it or pass "
+                                "--skip-bad-images to go on without it") from None
+            skipped.append(str(f))
+            continue
+        img = tf.image.resize(img, (h, w), antialias=True)
+        images.append(np.clip(np.round(img.numpy()), 0, 255).astype("uint8"))
+        kept.append(label)
+    x = np.stack(images)
+    y = np.asarray(kept, dtype="int64")
+    x_rest, x_test, y_rest, y_test = _split(x, y, 0.2, seed, "test")
+    x_train, x_val, y_train, y_val = _split(x_rest, y_rest, 0.25, seed, "validation")
+    split = (f"images of {root} (classes = sorted subfolder names), decoded as RGB and resized to {h}x{w}; "
+             f"train_test_split(x, y, test_size=0.2, stratify=y, random_state={seed}) gives the test split, "
+             f"then test_size=0.25 on the rest gives validation (60/20/20)")
+    return Data(str(root), x_train, y_train, x_val, y_val, x_test, y_test, classes, seed, split, (0.0, 255.0),
+                skipped)
+
+
+def load_data(name: str, *, seed: int = 0, image_size: Sequence[int] | None = None,
+              skip_bad_images: bool = False) -> Data:
+    """Load a dataset by name (``digits``, a keras.datasets name) or folder path."""
+    if name == "digits":
+        data = load_digits(seed)
+    elif name in KERAS_DATASETS:
+        data = load_keras_dataset(name, seed)
+    elif os.sep in name or pathlib.Path(name).exists():
+        return load_image_folder(name, image_size, seed, skip_bad_images)
+    else:
+        raise DataError(f"unknown dataset {name!r}; give one of {', '.join(BUILTIN)} or a folder of class "
+                        "subfolders of images")
+    if image_size is not None and tuple(image_size) != data.input_shape[:2]:
+        data.resize_to = (int(image_size[0]), int(image_size[1]))
+    return data

@@ -1,0 +1,112 @@
+"""Process set-up shared by the CLIs: quiet TensorFlow start-up, seeds, versions, atomic writes."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pathlib
+import platform
+import sys
+import tempfile
+from typing import Any
+
+
+@contextlib.contextmanager
+def _stderr_to_devnull():
+    """Send file descriptor 2 to /dev/null (C++ libraries write there, bypassing sys.stderr)."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def import_tensorflow(verbose: bool = False):
+    """Import TensorFlow and Keras; unless `verbose`, hide their C++ start-up log lines.
+
+    `TF_CPP_MIN_LOG_LEVEL` silences TensorFlow's own runtime messages but not the absl lines
+    printed while the shared libraries load, so those are dropped by pointing stderr at
+    /dev/null for the duration of the import.
+    """
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    if not verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+        os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
+    ctx = contextlib.nullcontext() if verbose else _stderr_to_devnull()
+    with ctx:
+        import tensorflow as tf
+        import keras  # noqa: F401
+
+        tf.constant(0)  # initialises the runtime (device discovery logs) while stderr is muted
+    if not verbose:
+        tf.get_logger().setLevel("ERROR")
+        import absl.logging
+
+        absl.logging.set_verbosity(absl.logging.ERROR)
+    return tf
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python and the libraries a run depends on."""
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for dist in ("tensorflow", "keras", "keras-tuner", "tensorboard", "numpy", "scikit-learn"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = "not installed"
+    out["machine"] = f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs"
+    return out
+
+
+def write_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write `text` to `path` via a temporary file and rename, so readers never see half a file."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_json(path: str | os.PathLike, data: Any) -> None:
+    write_atomic(path, json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def _json_default(o: Any):
+    import numpy as np
+
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, pathlib.Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")

@@ -1,0 +1,387 @@
+"""`python -m tuning.search`: Hyperband over ResNets, every trial in TensorBoard, results on disk.
+
+The CLI is a thin layer over `search()`, which notebooks call directly::
+
+    import tuning
+    result = tuning.search(space="small", max_epochs=3)
+    result.best["test_accuracy"]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import io
+import json
+import os
+import pathlib
+import shlex
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+RUN_KEYS = ("space", "dataset", "seed", "max_epochs", "factor", "iterations", "image_size")
+
+
+class UsageError(ValueError):
+    """Bad input from the user: the CLI prints it on one line and exits with status 2."""
+
+
+@dataclasses.dataclass
+class SearchResult:
+    """What a search produced. `best` and `summary` are the contents of best.json / summary.json."""
+
+    name: str
+    run_dir: pathlib.Path
+    best: dict[str, Any]
+    summary: dict[str, Any]
+    leaderboard: list[dict[str, Any]]
+    tensorboard_command: str
+
+
+def _slug(dataset: str) -> str:
+    p = pathlib.Path(dataset)
+    return p.name or p.resolve().name if (os.sep in dataset or p.exists()) else dataset
+
+
+def _fmt_time(seconds: float) -> str:
+    seconds = int(round(max(0.0, seconds)))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def _check_positive(name: str, value, minimum: int = 1) -> None:
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < minimum):
+        raise UsageError(f"{name} = {value!r} is invalid: it must be an integer >= {minimum}")
+
+
+def search(
+    space: str | os.PathLike = "small",
+    dataset: str | None = None,
+    *,
+    max_epochs: int | None = None,
+    factor: int | None = None,
+    iterations: int | None = None,
+    results_dir: str | os.PathLike = "results",
+    name: str | None = None,
+    seed: int = 0,
+    overwrite: bool = False,
+    verbose: bool = False,
+    image_size: Sequence[int] | None = None,
+    skip_bad_images: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> SearchResult:
+    """Run (or resume) a Hyperband search over a space of ResNets.
+
+    Args:
+        space: a named space (``small``, ``cifar``, ``imagenet``) or the path of a TOML file.
+        dataset: ``digits``, ``cifar10``, ``cifar100``, ``mnist``, ``fashion_mnist`` or a folder of
+            class subfolders of images; default: the space's.
+        max_epochs, factor, iterations: the Hyperband budget; default: the space's.
+        results_dir: parent folder of the run's folder.
+        name: the run's folder name; default ``<space>-<dataset>``.
+        seed: seeds the data split, the sequence of trials and each trial's initial weights.
+        overwrite: delete an existing run of this name and start afresh (otherwise it resumes).
+        verbose: show TensorFlow's start-up log and keras-tuner's messages.
+        image_size: (height, width) the network sees; images are resized inside the model.
+        skip_bad_images: leave out unreadable images of an image folder instead of stopping.
+        log: where progress lines go (default: this process's stdout at the time of the call).
+
+    Returns:
+        A `SearchResult` with best.json's and summary.json's contents and the leaderboard.
+
+    Raises:
+        UsageError, SpaceError, DataError (all `ValueError`): bad input; nothing was changed.
+    """
+    t_start = time.time()
+    if log is None:
+        stdout = sys.stdout  # keras-tuner's own prints are silenced by redirecting sys.stdout later
+
+        def log(line: str) -> None:
+            print(line, file=stdout, flush=True)
+
+    from search_spaces import Sampler, load_space
+
+    for key, value, minimum in (("max_epochs", max_epochs, 1), ("factor", factor, 2),
+                                ("iterations", iterations, 1), ("seed", seed, 0)):
+        _check_positive(key, value, minimum)
+    if image_size is not None:
+        if isinstance(image_size, int):
+            image_size = (image_size, image_size)
+        if len(image_size) != 2 or not all(isinstance(s, int) and s >= 1 for s in image_size):
+            raise UsageError(f"image_size = {image_size!r} is invalid: give a positive size or (height, width)")
+        image_size = tuple(image_size)
+    sp = load_space(space)
+    dataset = dataset or sp.dataset
+    if not dataset:
+        raise UsageError(f"space {sp.name!r} has no default dataset; give one with --dataset (a keras dataset "
+                         "name or a folder of class subfolders of images)")
+    image_size = image_size or sp.image_size
+    max_epochs = max_epochs or sp.max_epochs
+    factor = factor or sp.factor
+    iterations = iterations or sp.iterations
+    name = name or f"{sp.name}-{_slug(dataset)}"
+    if not name or "/" in name or name in (".", ".."):
+        raise UsageError(f"name = {name!r} is invalid: give a plain folder name")
+    run_dir = pathlib.Path(results_dir) / name
+    run_info = {"space": sp.name, "space_file": str(sp.path), "dataset": dataset, "seed": seed,
+                "max_epochs": max_epochs, "factor": factor, "iterations": iterations,
+                "image_size": list(image_size) if image_size else None}
+    resuming = _check_existing_run(run_dir, run_info, overwrite)
+    _check_writable(pathlib.Path(results_dir))
+
+    from .runtime import import_tensorflow, versions
+
+    import_tensorflow(verbose)  # before anything imports keras, so its start-up noise stays hidden
+    from .data import load_data
+
+    data = load_data(dataset, seed=seed, image_size=image_size, skip_bad_images=skip_bad_images)
+    sampler = Sampler(sp, data.net_input_shape, data.num_classes)
+    if sampler.note:
+        log(f"note: {sampler.note}")
+    if data.skipped:
+        log(f"note: skipped {len(data.skipped)} unreadable image(s), first {data.skipped[0]}")
+
+    from . import results as res
+    from .hypermodel import ResNetHyperModel
+    from .tuner import ResNetTuner
+
+    if overwrite and run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    state_path = run_dir / "state.json"
+    state = json.loads(state_path.read_text()) if resuming and state_path.exists() else {"sessions": []}
+    res.write_json(run_dir / "run.json", {**run_info, "space_text": sp.text, "created": state.get(
+        "created", time.strftime("%Y-%m-%dT%H:%M:%S%z")), "split": data.split, "sizes": data.sizes(),
+        "input_shape": list(data.input_shape), "classes": data.class_names})
+    state.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+
+    hypermodel = ResNetHyperModel(sp, data, max_epochs=max_epochs, sampler=sampler, seed=seed)
+    records = res.load_records(run_dir)
+    previous_wall = sum(s.get("wall_seconds", 0.0) for s in state["sessions"])
+    session = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "wall_seconds": 0.0}
+    state["sessions"].append(session)
+
+    def on_trial_done(tuner, trial, record):
+        records[record["trial_id"]] = record
+        res.save_record(run_dir, record)
+        res.write_leaderboard(run_dir, records.values())
+        session["wall_seconds"] = round(time.time() - t_start, 3)
+        res.write_json(state_path, state)
+        _progress(log, tuner, records, record, previous_wall + time.time() - t_start)
+
+    quiet = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO())
+    with quiet:  # keras-tuner prints "Reloading Tuner from ..." and search banners
+        tuner = ResNetTuner(hypermodel, run_dir, max_epochs=max_epochs, factor=factor, iterations=iterations,
+                            seed=seed, on_trial_done=on_trial_done, overwrite=False)
+    tuner.records.update(records)
+    planned = len(tuner.oracle.planned_trials())
+    if resuming:
+        log(f"resuming {run_dir}: {len(records)} of {planned} trials already done")
+    else:
+        log(f"searching space {sp.name!r} on {data.name} ({data.sizes()['train']} train / "
+            f"{data.sizes()['validation']} validation images, {data.net_input_shape[0]}x{data.net_input_shape[1]}"
+            f"x{data.net_input_shape[2]}, {data.num_classes} classes): Hyperband max_epochs={max_epochs} "
+            f"factor={factor} iterations={iterations}, {planned} trials; results in {run_dir}")
+    with quiet:
+        tuner.search(verbose=1 if verbose else 0)
+
+    best_trials = tuner.oracle.get_best_trials(1)
+    if not best_trials or best_trials[0].score is None:
+        raise RuntimeError(f"no trial of {run_dir} completed; see the errors in {run_dir / 'leaderboard.md'}")
+    best_trial = best_trials[0]
+    best = _best(tuner, best_trial, records, data, run_dir)
+    session["wall_seconds"] = round(time.time() - t_start, 3)
+    res.write_json(state_path, state)
+    fit_seconds = sum(r.get("fit_seconds", 0.0) for r in records.values()) + best.get("test_eval_seconds", 0.0)
+    wall = previous_wall + session["wall_seconds"]
+    summary = {
+        "name": name, "space": sp.name, "dataset": data.name, "seed": seed,
+        "trials": len(records), "planned_trials": planned,
+        "completed_trials": sum(r.get("status") == "COMPLETED" for r in records.values()),
+        "rejected_draws": tuner.oracle.rejected,
+        "wall_seconds": round(wall, 1), "fit_seconds": round(fit_seconds, 1),
+        "fit_share": round(fit_seconds / wall, 3) if wall else None,
+        "best_trial": best["trial_id"], "best_val_accuracy": best["val_accuracy"],
+        "best_test_accuracy": best["test_accuracy"],
+        "hyperband": {"max_epochs": max_epochs, "factor": factor, "iterations": iterations},
+        "sizes": data.sizes(), "input_shape": list(data.input_shape), "versions": versions(),
+    }
+    res.write_summary(run_dir, summary)
+    res.write_leaderboard(run_dir, records.values())
+    tb_cmd = f"tensorboard --logdir {shlex.quote(str(run_dir / 'tensorboard'))}"
+    log(f"best: trial {best['trial_id']} val_accuracy {best['val_accuracy']:.4f} test_accuracy "
+        f"{best['test_accuracy']:.4f} ({best['params']:,} parameters); {len(records)} trials in "
+        f"{_fmt_time(wall)} ({100 * summary['fit_share']:.0f}% of it training)")
+    log(f"results: {run_dir}/leaderboard.md, best.json, summary.json")
+    log(f"view the trials: {tb_cmd}")
+    _, rows = res.leaderboard_rows(records.values())
+    return SearchResult(name, run_dir, best, summary, rows, tb_cmd)
+
+
+def _best(tuner, trial, records, data, run_dir: pathlib.Path) -> dict[str, Any]:
+    """best.json's content; the test split is evaluated once per best trial and then reused."""
+    from . import results as res
+
+    old = {}
+    if (run_dir / "best.json").exists():
+        with contextlib.suppress(OSError, json.JSONDecodeError):
+            old = json.loads((run_dir / "best.json").read_text())
+    rec = records.get(trial.trial_id, {})
+    if old.get("trial_id") == trial.trial_id and old.get("test_accuracy") is not None:
+        return old
+    t0 = time.perf_counter()
+    model = tuner.load_model(trial)
+    values = trial.hyperparameters.values
+    _, cfg, _ = tuner.hypermodel.sampler.resolve(values)
+    test = data.pipeline("test", 256)
+    loss, acc = model.evaluate(test, verbose=0)
+    best = {
+        "trial_id": trial.trial_id, "run": rec.get("run"), "val_accuracy": trial.score,
+        "test_accuracy": float(acc), "test_loss": float(loss), "epochs": rec.get("epochs"),
+        "best_epoch": trial.best_step, "params": rec.get("params"), "flops": rec.get("flops"),
+        "hyperparameters": rec.get("hyperparameters") or tuner.hypermodel.sampler.describe(values),
+        "spec": rec.get("spec") or tuner.hypermodel.sampler.spec(values).to_dict(),
+        "train_config": dataclasses.asdict(cfg),
+        "checkpoint": str(pathlib.Path(tuner._get_checkpoint_fname(trial.trial_id)).relative_to(run_dir)),
+        "test_eval_seconds": round(time.perf_counter() - t0, 3),
+    }
+    res.write_best(run_dir, best)
+    return best
+
+
+def _progress(log, tuner, records, record, elapsed: float) -> None:
+    planned = tuner.oracle.planned_trials()
+    done = len(records)
+    # Work = epochs trained + one epoch's worth of per-trial overhead.
+    work_done = sum(r.get("epochs", 1) - r.get("initial_epoch", 0) + 1 for r in records.values())
+    work_total = sum(e - s + 1 for _, _, e, s in planned)
+    remaining = elapsed / max(1, work_done) * max(0, work_total - work_done)
+    scores = [r["val_accuracy"] for r in records.values() if r.get("val_accuracy") is not None]
+    best = max(scores) if scores else float("nan")
+    if record.get("status") == "COMPLETED":
+        what = f"val_accuracy {record['val_accuracy']:.4f}"
+    else:
+        what = f"{record.get('status', '?').lower()}: {record.get('error', '')[:120]}"
+    log(f"trial {record['trial_id']} (bracket {record.get('bracket')}, round {record.get('round')}, "
+        f"{record.get('epochs')} epochs) {what} | best {best:.4f} | {done}/{len(planned)} trials | "
+        f"{_fmt_time(elapsed)} elapsed, ~{_fmt_time(remaining)} left")
+
+
+def _check_existing_run(run_dir: pathlib.Path, run_info: dict, overwrite: bool) -> bool:
+    """True to resume; raise UsageError if the folder holds a different run (unless overwriting)."""
+    if overwrite or not run_dir.exists():
+        return False
+    meta = run_dir / "run.json"
+    if not meta.exists():
+        if any(run_dir.iterdir()):
+            raise UsageError(f"{run_dir} exists but is not a search run; choose another --name or --results-dir, "
+                             "or pass --overwrite to replace it")
+        return False
+    try:
+        old = json.loads(meta.read_text())
+    except (OSError, json.JSONDecodeError):
+        raise UsageError(f"{meta} is unreadable; pass --overwrite to start this run afresh") from None
+    diffs = [f"{k} {old.get(k)!r} (now {run_info[k]!r})" for k in RUN_KEYS if old.get(k) != run_info[k]]
+    if diffs:
+        raise UsageError(f"{run_dir} holds a run made with {', '.join(diffs)}; resume it with the same options, "
+                         "choose another --name, or pass --overwrite to replace it")
+    return True
+
+
+def _check_writable(results_dir: pathlib.Path) -> None:
+    probe = results_dir
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot write to {results_dir}: {probe} is not a writable folder; "
+                         "choose another --results-dir")
+
+
+# ----- command line ---------------------------------------------------------------------------
+def _image_size(text: str) -> tuple[int, int]:
+    try:
+        parts = [int(p) for p in text.lower().replace("x", ",").split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size; give N or HxW, e.g. 32 or 64x48") from None
+    if len(parts) == 1:
+        parts *= 2
+    if len(parts) != 2 or min(parts) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size; give N or HxW, e.g. 32 or 64x48")
+    return parts[0], parts[1]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line and exit 2, as for every other bad input
+        self.exit(2, f"error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="python -m tuning.search",
+        description="Hyperband search over ResNet architectures and their training settings. Every trial is "
+                    "logged to TensorBoard; results go to <results-dir>/<name>/. Without --overwrite an "
+                    "existing run of the same name resumes where it stopped.",
+    )
+    p.add_argument("--space", default="small", help="named space (see --list-spaces) or path of a .toml space "
+                   "file (default: small)")
+    p.add_argument("--list-spaces", action="store_true", help="list the named spaces and exit")
+    p.add_argument("--dataset", help="digits, cifar10, cifar100, mnist, fashion_mnist, or a folder of class "
+                   "subfolders of images (default: the space's)")
+    p.add_argument("--image-size", type=_image_size, metavar="N|HxW",
+                   help="size the network sees; images are resized inside the model (default: the space's, or "
+                        "the dataset's own)")
+    p.add_argument("--skip-bad-images", action="store_true",
+                   help="leave out unreadable images of a dataset folder instead of stopping")
+    p.add_argument("--max-epochs", type=int, help="Hyperband: most epochs any configuration trains "
+                   "(default: the space's)")
+    p.add_argument("--factor", type=int, help="Hyperband: keep 1/factor of the configurations each round "
+                   "(>= 2; default: the space's)")
+    p.add_argument("--iterations", type=int, help="Hyperband: how many times to run all brackets "
+                   "(default: the space's)")
+    p.add_argument("--results-dir", default="results", help="parent folder of the run (default: results)")
+    p.add_argument("--name", help="run folder name (default: <space>-<dataset>)")
+    p.add_argument("--seed", type=int, default=0, help="seeds the data split, the sequence of trials and the "
+                   "initial weights (default: 0)")
+    p.add_argument("--overwrite", action="store_true", help="delete an existing run of this name and start "
+                   "afresh (default: resume it)")
+    p.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up log and keras-tuner's output")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from search_spaces import SpaceError, list_spaces
+
+    if args.list_spaces:
+        try:
+            rows = list_spaces()
+        except SpaceError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        width = max(len(n) for n, _ in rows)
+        for n, desc in rows:
+            print(f"{n.ljust(width)}  {desc}")
+        return 0
+    from .data import DataError
+
+    try:
+        search(args.space, args.dataset, max_epochs=args.max_epochs, factor=args.factor,
+               iterations=args.iterations, results_dir=args.results_dir, name=args.name, seed=args.seed,
+               overwrite=args.overwrite, verbose=args.verbose, image_size=args.image_size,
+               skip_bad_images=args.skip_bad_images)
+    except (UsageError, SpaceError, DataError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        cmd = " ".join(shlex.quote(a) for a in ["python", "-m", "tuning.search", *(argv or sys.argv[1:])]
+                       if a != "--overwrite")
+        print(f"\ninterrupted; the finished trials are saved. Resume with: {cmd}", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
