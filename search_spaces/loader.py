@@ -229,6 +229,12 @@ def load_space_file(path: str | pathlib.Path, name: str | None = None) -> Space:
         text = path.read_text()
     except OSError as e:
         raise SpaceError(f"cannot read space file {path}: {e.strerror or e}") from None
+    return parse_space(text, path, name)
+
+
+def parse_space(text: str, path: str | pathlib.Path, name: str | None = None) -> Space:
+    """Check a space's TOML `text`; `path` names it in error messages (a run stores the text)."""
+    path = pathlib.Path(path)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:

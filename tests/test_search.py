@@ -16,26 +16,7 @@ from search_spaces import load_space
 from tuning.data import load_digits
 from tuning.hypermodel import ResNetHyperModel
 
-from .test_spaces import FIVE_HALVINGS
-
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def tiny_space(tmp_path_factory) -> str:
-    path = tmp_path_factory.mktemp("space") / "tiny.toml"
-    path.write_text(FIVE_HALVINGS)  # an 8x8 input and a space that allows 5 halvings
-    return str(path)
-
-
-@pytest.fixture(scope="module")
-def finished_run(tiny_space, tmp_path_factory):
-    import tuning
-
-    results = tmp_path_factory.mktemp("results")
-    lines: list[str] = []
-    result = tuning.search(space=tiny_space, results_dir=results, seed=0, log=lines.append)
-    return result, lines, results
 
 
 def read_tensorboard(logdir: pathlib.Path):
@@ -64,6 +45,7 @@ def read_tensorboard(logdir: pathlib.Path):
 def test_search_writes_every_results_file(finished_run):
     result, lines, _ = finished_run
     run = result.run_dir
+    assert (run / "report" / "report.md").exists()  # the search writes its report too
     # keras-tuner's own state lives in a subfolder, so the run can resume.
     assert (run / "tuner" / "oracle.json").exists()
     records = {p.stem: json.loads(p.read_text()) for p in (run / "trials").glob("*.json")}
@@ -101,6 +83,7 @@ def test_search_writes_every_results_file(finished_run):
     # One progress line per finished trial, and the exact TensorBoard command at the end.
     progress = [line for line in lines if line.startswith("trial ")]
     assert len(progress) == 5 and all("/5 trials" in p and "elapsed" in p and "left" in p for p in progress)
+    assert not any(line.startswith("warning") for line in lines)
     assert lines[-1] == f"view the trials: tensorboard --logdir {run / 'tensorboard'}"
 
 

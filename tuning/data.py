@@ -92,6 +92,9 @@ class Data:
         return mean.astype("float32"), np.maximum(var, 1e-6).astype("float32")
 
     def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """Images and labels of ``train``, ``validation``, ``test`` or ``train+validation``."""
+        if split == "train+validation":
+            return np.concatenate([self.x_train, self.x_val]), np.concatenate([self.y_train, self.y_val])
         return {"train": (self.x_train, self.y_train), "validation": (self.x_val, self.y_val),
                 "test": (self.x_test, self.y_test)}[split]
 
@@ -106,9 +109,9 @@ class Data:
             x, y = self.arrays(split)
             self._base[split] = tf.data.Dataset.from_tensor_slices((x, y.astype("int32"))).cache()
         ds = self._base[split]
-        training = split == "train"
+        training = split.startswith("train")
         if training:
-            ds = ds.shuffle(len(self.y_train), seed=seed, reshuffle_each_iteration=True)
+            ds = ds.shuffle(len(self.arrays(split)[1]), seed=seed, reshuffle_each_iteration=True)
         num_classes = self.num_classes
 
         def prepare(x, y):

@@ -100,6 +100,13 @@ class ResNetHyperModel(kt.HyperModel):
         spec, cfg, _ = self.sampler.resolve(hp.values)
         return spec, cfg
 
+    def hyperparameters(self, values: dict) -> kt.HyperParameters:
+        """A `HyperParameters` holding a recorded trial's values (keras-tuner names)."""
+        hp = kt.HyperParameters()
+        self.sampler.declare(hp)
+        hp.values.update(values)
+        return hp
+
     def preprocessing(self) -> list[keras.layers.Layer]:
         layers = []
         if self.data.resize_to is not None:
@@ -122,26 +129,28 @@ class ResNetHyperModel(kt.HyperModel):
         return model
 
     def fit(self, hp: kt.HyperParameters, model: keras.Model, *args, epochs: int = 1, initial_epoch: int = 0,
-            callbacks=None, verbose=0, **kwargs):
+            callbacks=None, verbose=0, final: bool = False, **kwargs):
         """Train on the dataset's pipelines with the sampled batch size and schedule.
 
         `epochs` / `initial_epoch` come from Hyperband: a promoted configuration starts from its
         parent's checkpoint (weights and optimiser state, learning rate included) at its parent's
         epoch. Extra positional/keyword arguments (e.g. ``x``) are refused: the data is the
-        hypermodel's.
+        hypermodel's. `final=True` trains on train + validation with no validation (for a final
+        retraining); the plateau schedule then watches the training loss.
         """
         if args or {"x", "y", "validation_data"} & set(kwargs):
             raise TypeError("ResNetHyperModel.fit trains on the hypermodel's own data; pass no x/y")
         kwargs["shuffle"] = False  # the pipeline shuffles
         _, cfg = self.resolve(hp)
-        train = self.data.pipeline("train", cfg.batch_size, augment=self.space.augment, seed=self.seed)
-        val = self.data.pipeline("validation", max(cfg.batch_size, 256))
-        steps = math.ceil(len(self.data.y_train) / cfg.batch_size)
+        train_split = "train+validation" if final else "train"
+        train = self.data.pipeline(train_split, cfg.batch_size, augment=self.space.augment, seed=self.seed)
+        val = None if final else self.data.pipeline("validation", max(cfg.batch_size, 256))
+        steps = math.ceil(len(self.data.arrays(train_split)[1]) / cfg.batch_size)
         callbacks = list(callbacks or [])
         if cfg.schedule == "cosine":
             callbacks.insert(0, CosineWithWarmup(cfg.learning_rate, self.max_epochs, cfg.warmup_epochs, steps))
         elif cfg.schedule == "plateau":
             callbacks.insert(0, keras.callbacks.ReduceLROnPlateau(
-                monitor="val_loss", factor=cfg.plateau_factor, patience=cfg.plateau_patience, verbose=0))
+                monitor="loss" if final else "val_loss", factor=cfg.plateau_factor, patience=cfg.plateau_patience, verbose=0))
         return model.fit(train, validation_data=val, epochs=epochs, initial_epoch=initial_epoch,
                          callbacks=callbacks, verbose=verbose, **kwargs)

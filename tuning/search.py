@@ -23,11 +23,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .errors import UsageError
+
 RUN_KEYS = ("space", "dataset", "seed", "max_epochs", "factor", "iterations", "image_size")
-
-
-class UsageError(ValueError):
-    """Bad input from the user: the CLI prints it on one line and exits with status 2."""
 
 
 @dataclasses.dataclass
@@ -211,11 +209,18 @@ def search(
     }
     res.write_summary(run_dir, summary)
     res.write_leaderboard(run_dir, records.values())
+    try:
+        from .report import write_report
+
+        write_report(run_dir)
+    except Exception as e:  # the search's results stand without the plots
+        log(f"warning: the report could not be written ({type(e).__name__}: {e}); "
+            f"try python -m tuning.report {run_dir}")
     tb_cmd = f"tensorboard --logdir {shlex.quote(str(run_dir / 'tensorboard'))}"
     log(f"best: trial {best['trial_id']} val_accuracy {best['val_accuracy']:.4f} test_accuracy "
         f"{best['test_accuracy']:.4f} ({best['params']:,} parameters); {len(records)} trials in "
         f"{_fmt_time(wall)} ({100 * summary['fit_share']:.0f}% of it training)")
-    log(f"results: {run_dir}/leaderboard.md, best.json, summary.json")
+    log(f"results: {run_dir}/leaderboard.md, best.json, summary.json, report/report.md")
     log(f"view the trials: {tb_cmd}")
     _, rows = res.leaderboard_rows(records.values())
     return SearchResult(name, run_dir, best, summary, rows, tb_cmd)

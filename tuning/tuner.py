@@ -120,6 +120,7 @@ class ResNetTuner(kt.Hyperband):
             "trial_id": trial.trial_id, "run": run, "parent": parent, "bracket": bracket, "round": round_num,
             "initial_epoch": int(values.get("tuner/initial_epoch", 0)), "epochs": int(values.get("tuner/epochs", 1)),
             "params": cost.params, "flops": cost.flops, "spec": spec.to_dict(),
+            "values": {k: v for k, v in values.items() if not k.startswith("tuner/")},  # keras-tuner's names
             "hyperparameters": sampler.describe(values), "started": time.time(),
         }
         self.records[trial.trial_id] = record

@@ -1,0 +1,334 @@
+"""`python -m tuning.export results/<name>`: the best model as files to ship, with a model card.
+
+Writes ``results/<name>/export/`` (or ``--output``):
+
+- ``model.keras``: the network with its preprocessing inside, taking raw images; it loads
+  with ``keras.saving.load_model(path, safe_mode=True)`` anywhere Keras 3 runs;
+- ``savedmodel/``: a TensorFlow SavedModel for TensorFlow Serving (signature
+  ``serving_default``, input ``image``: raw images, float32);
+- ``model.tflite`` (with ``--format tflite``);
+- ``model_card.json`` and ``MODEL_CARD.md``.
+
+The card's ``test_accuracy`` is measured on the exported ``model.keras`` itself, reloaded,
+on the run's recorded test split.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import datetime
+import os
+import pathlib
+import shlex
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from .errors import UsageError
+from .runs import Run, hypermodel_for, load_run_data, load_trial_model, open_run
+from .runtime import versions, write_atomic, write_json
+
+FORMATS = ("keras", "savedmodel", "tflite")
+DEFAULT_FORMATS = ("keras", "savedmodel")
+
+
+@dataclasses.dataclass
+class ExportResult:
+    output: pathlib.Path
+    card: dict[str, Any]
+
+
+def _check_output(output: pathlib.Path, overwrite: bool) -> None:
+    if output.exists() and not overwrite:
+        raise UsageError(f"{output} already exists; pass --overwrite to replace it, or --output another folder")
+    if output.exists() and not output.is_dir():
+        raise UsageError(f"{output} exists and is not a folder; choose another --output")
+    parent = output.parent
+    probe = parent
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot write the export to {output}: {probe} is not writable; choose another --output")
+
+
+def _accuracy(model, x, y) -> tuple[float, Any]:
+    import numpy as np
+
+    probs = model.predict(x, batch_size=256, verbose=0)
+    return float(np.mean(np.argmax(probs, axis=1) == y)), probs
+
+
+def export(
+    run_dir: str | os.PathLike,
+    *,
+    trial: str | None = None,
+    output: str | os.PathLike | None = None,
+    formats: Sequence[str] = DEFAULT_FORMATS,
+    retrain: bool = False,
+    overwrite: bool = False,
+    verbose: bool = False,
+    command: str | None = None,
+    log=print,
+) -> ExportResult:
+    """Export a trial of a finished (or interrupted) search.
+
+    Args:
+        run_dir: ``results/<name>`` as written by the search.
+        trial: trial id to export (default: the best).
+        output: export folder (default ``<run_dir>/export``).
+        formats: any of ``keras``, ``savedmodel``, ``tflite``.
+        retrain: first train the configuration from scratch on train + validation for the full
+            Hyperband budget (``max_epochs``); the card then gives test accuracy before and after.
+        overwrite: replace an existing export folder.
+        command: the command line to record in the card.
+
+    Raises:
+        UsageError: bad input (missing run, no completed trial, unknown trial, unwritable output);
+            nothing is written.
+    """
+    run_dir = pathlib.Path(run_dir)
+    formats = tuple(dict.fromkeys(formats))
+    bad = [f for f in formats if f not in FORMATS]
+    if bad or not formats:
+        raise UsageError(f"unknown format(s) {bad or formats}; choose from {', '.join(FORMATS)}")
+    if "keras" not in formats:
+        formats = ("keras", *formats)  # the card's accuracy is measured on the .keras file
+    run = open_run(run_dir)
+    trial_id = trial or run.best_trial_id()
+    if trial_id not in run.records:
+        known = ", ".join(sorted(run.records))
+        raise UsageError(f"unknown trial id {trial_id!r} in {run_dir}; trials: {known}")
+    out = pathlib.Path(output) if output else run_dir / "export"
+    _check_output(out, overwrite)
+    if not retrain and not run.checkpoint(trial_id).exists():
+        raise UsageError(f"the checkpoint of trial {trial_id} is gone; export the best trial or pass --retrain")
+
+    data = load_run_data(run, verbose)
+    import keras
+
+    hypermodel = hypermodel_for(run, data)
+    rec = run.records[trial_id]
+    hp = hypermodel.hyperparameters(run.values(trial_id))
+    spec, cfg = hypermodel.resolve(hp)
+    x_test, y_test = data.arrays("test")
+
+    before = None
+    if not retrain or run.checkpoint(trial_id).exists():
+        searched = load_trial_model(run, trial_id, hypermodel)
+        before, search_probs = _accuracy(searched, x_test, y_test)
+    trained = searched if not retrain else None
+    retrain_info = None
+    if retrain:
+        epochs = int(run.info["max_epochs"])
+        log(f"retraining trial {trial_id} from scratch on train + validation for {epochs} epochs")
+        keras.utils.set_random_seed(int(run.info.get("seed", 0)))
+        t0 = time.perf_counter()
+        trained = hypermodel.build(hp)
+        hypermodel.fit(hp, trained, epochs=epochs, final=True)
+        retrain_info = {"epochs": epochs, "data": "train + validation",
+                        "images": int(len(data.arrays("train+validation")[1])),
+                        "seconds": round(time.perf_counter() - t0, 1)}
+
+    from resnet import build_resnet
+
+    clean = build_resnet(spec, data.input_shape, data.num_classes, preprocessing=hypermodel.preprocessing())
+    clean.set_weights(trained.get_weights())
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        files = {}
+        keras_path = tmp / "model.keras"
+        clean.save(keras_path)
+        files["keras"] = "model.keras"
+        shipped = keras.saving.load_model(keras_path, safe_mode=True)
+        test_acc, probs = _accuracy(shipped, x_test, y_test)
+        if not retrain:
+            import numpy as np
+
+            if not np.allclose(probs, search_probs, atol=1e-5):
+                raise RuntimeError("the exported model does not predict like the searched one")
+        if "savedmodel" in formats:
+            with contextlib.redirect_stdout(sys.stderr if verbose else open(os.devnull, "w")):
+                clean.export(str(tmp / "savedmodel"), format="tf_saved_model", verbose=verbose)
+            files["savedmodel"] = "savedmodel/"
+        if "tflite" in formats:
+            _to_tflite(tmp / "savedmodel" if "savedmodel" in formats else None, clean, tmp / "model.tflite")
+            files["tflite"] = "model.tflite"
+        card = _card(run, trial_id, rec, spec, cfg, data, test_acc, before, retrain_info, files, command)
+        write_json(tmp / "model_card.json", card)
+        write_atomic(tmp / "MODEL_CARD.md", _card_markdown(card))
+        os.chmod(tmp, 0o755)
+        if out.exists():  # --overwrite: swap in the new export, then drop the old one
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            os.replace(out, old)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    log(f"exported trial {trial_id} to {out}: test_accuracy {test_acc:.4f}"
+        + (f" (before retraining {before:.4f})" if retrain and before is not None else "")
+        + f"; files: {', '.join(files.values())}, model_card.json, MODEL_CARD.md")
+    return ExportResult(out, card)
+
+
+def _to_tflite(saved_model: pathlib.Path | None, model, path: pathlib.Path) -> None:
+    import tensorflow as tf
+
+    with tempfile.TemporaryDirectory() as scratch:
+        if saved_model is None:
+            saved_model = pathlib.Path(scratch) / "sm"
+            with contextlib.redirect_stdout(open(os.devnull, "w")):
+                model.export(str(saved_model), format="tf_saved_model", verbose=False)
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tf.lite's notes about its move to LiteRT
+            converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
+            path.write_bytes(converter.convert())
+
+
+def _card(run: Run, trial_id, rec, spec, cfg, data, test_acc, before, retrain_info, files, command) -> dict:
+    h, w, c = data.input_shape
+    card = {
+        "name": run.name,
+        "trial_id": trial_id,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": command or f"tuning.export.export({str(run.run_dir)!r}, trial={trial_id!r})",
+        "files": files,
+        "input": {
+            "shape": [None, h, w, c], "dtype": data.dtype, "value_range": list(data.value_range),
+            "description": (f"raw images, {h}x{w}x{c}, float32 in [{data.value_range[0]:g}, "
+                            f"{data.value_range[1]:g}]; normalisation"
+                            + (" and resizing are" if data.resize_to else " is") + " inside the model"),
+        },
+        "output": {"shape": [None, data.num_classes], "description": "class probabilities (softmax)"},
+        "class_names": data.class_names,
+        "spec": spec.to_dict(),
+        "architecture": {"depth": spec.depth, "layers": spec.num_layers, "stage_depths": list(spec.stage_depths),
+                         "downsample_at": list(spec.downsample_at), "block": spec.block, "stem": spec.stem,
+                         "preact": spec.preact, "shortcut": spec.shortcut},
+        "hyperparameters": rec.get("hyperparameters", {}),
+        "train_config": dataclasses.asdict(cfg),
+        "params": rec.get("params"),
+        "flops": rec.get("flops"),
+        "val_accuracy": rec.get("val_accuracy"),
+        "test_accuracy": test_acc,
+        "epochs_trained": rec.get("epochs") if retrain_info is None else retrain_info["epochs"],
+        "dataset": data.name,
+        "split_seed": data.seed,
+        "split": data.split,
+        "split_sizes": data.sizes(),
+        "versions": versions(),
+    }
+    if retrain_info is not None:
+        card["retrain"] = retrain_info
+        card["test_accuracy_before_retrain"] = before
+        card["note"] = ("retrained from scratch on train + validation, so val_accuracy is the search's score of "
+                        "this configuration, not of these weights")
+    return card
+
+
+def _card_markdown(card: dict) -> str:
+    arch = card["architecture"]
+    lines = [
+        f"# Model card: {card['name']}, trial {card['trial_id']}",
+        "",
+        f"A residual network of {arch['layers']} weighted layers ({arch['block']} blocks, "
+        f"{'pre' if arch['preact'] else 'post'}-activation, shortcut {arch['shortcut']}, {arch['stem']} stem) "
+        f"found by a Hyperband search over ResNets on **{card['dataset']}**.",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| test accuracy | **{card['test_accuracy']:.4f}** (this file, on the recorded test split) |",
+    ]
+    if "test_accuracy_before_retrain" in card and card["test_accuracy_before_retrain"] is not None:
+        lines.append(f"| test accuracy before retraining | {card['test_accuracy_before_retrain']:.4f} |")
+    lines += [
+        f"| validation accuracy (search) | {card['val_accuracy']:.4f} |",
+        f"| trainable parameters | {card['params']:,} |",
+        f"| multiply-adds per image | {card['flops']:,} |",
+        f"| epochs trained | {card['epochs_trained']} |",
+        f"| input | {card['input']['description']} |",
+        f"| output | {card['output']['description']} over {len(card['class_names'])} classes |",
+        f"| classes | {', '.join(card['class_names'])} |",
+        f"| dataset | {card['dataset']}, split seed {card['split_seed']}; sizes {card['split_sizes']} |",
+        f"| created | {card['created']} |",
+        f"| command | `{card['command']}` |",
+        "",
+        "## Files",
+        "",
+    ]
+    usage = {
+        "keras": "`keras.saving.load_model('model.keras', safe_mode=True)`: Keras 3, any backend",
+        "savedmodel": "TensorFlow Serving / `tf.saved_model.load('savedmodel').serve(images)`",
+        "tflite": "`tf.lite.Interpreter(model_path='model.tflite')`",
+    }
+    lines += [f"- `{path}`: {usage[fmt]}" for fmt, path in card["files"].items()]
+    lines += ["", "## How the data was split", "", card["split"], "", "## Architecture", "",
+              f"Stage depths {arch['stage_depths']} (halving at blocks {arch['downsample_at'] or 'none'}), "
+              f"depth {arch['depth']} blocks.", "", "```json", _json(card["spec"]), "```", "",
+              "## Hyperparameters", "", "| name | value |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in card["hyperparameters"].items()]
+    if "retrain" in card:
+        r = card["retrain"]
+        lines += ["", "## Retraining", "", f"Trained from scratch on {r['data']} ({r['images']} images) for "
+                  f"{r['epochs']} epochs in {r['seconds']} s. {card['note']}."]
+    lines += ["", "## Library versions", ""] + [f"- {k}: {v}" for k, v in card["versions"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def _json(d) -> str:
+    import json
+
+    return json.dumps(d, indent=2)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        self.exit(2, f"error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m tuning.export", description="Export a searched model (default: the best trial) "
+                "as model.keras + a TensorFlow SavedModel, with model_card.json and MODEL_CARD.md.")
+    p.add_argument("run_dir", help="the search's results folder, results/<name>")
+    p.add_argument("--trial", help="trial id to export instead of the best (see leaderboard.md)")
+    p.add_argument("--output", help="export folder (default: <run_dir>/export)")
+    p.add_argument("--format", dest="formats", action="append", choices=FORMATS,
+                   help="keras, savedmodel or tflite; repeat for several (default: keras and savedmodel)")
+    p.add_argument("--retrain", action="store_true", help="first train the configuration from scratch on train + "
+                   "validation for the full budget; the card gives test accuracy before and after")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing export folder")
+    p.add_argument("--verbose", action="store_true", help="show TensorFlow's log")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from search_spaces import SpaceError
+
+    from .data import DataError
+
+    command = " ".join(shlex.quote(a) for a in ["python", "-m", "tuning.export",
+                                                 *(sys.argv[1:] if argv is None else argv)])
+    try:
+        export(args.run_dir, trial=args.trial, output=args.output, formats=args.formats or DEFAULT_FORMATS,
+               retrain=args.retrain, overwrite=args.overwrite, verbose=args.verbose, command=command,
+               log=lambda s: print(s, flush=True))
+    except (UsageError, SpaceError, DataError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
