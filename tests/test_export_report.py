@@ -102,13 +102,20 @@ def test_export_loads_in_fresh_process_and_scores_the_card(run_copy, tmp_path):
 def test_export_cli_other_trial_overwrite_and_retrain(run_copy):
     records = [json.loads(p.read_text()) for p in (run_copy / "trials").glob("*.json")]
     best = json.loads((run_copy / "best.json").read_text())
-    other = next(r["trial_id"] for r in records if r["trial_id"] != best["trial_id"]
-                 and (run_copy / "tuner" / f"trial_{r['trial_id']}" / "checkpoint.weights.h5").exists())
+    # The search keeps only the checkpoints Hyperband may still use, and the best one.
+    kept = [r["trial_id"] for r in records
+            if (run_copy / "tuner" / f"trial_{r['trial_id']}" / "checkpoint.weights.h5").exists()]
+    assert kept == [best["trial_id"]]
+    other = next(r["trial_id"] for r in records if r["trial_id"] != best["trial_id"])
     target = run_copy / "export_other"
     proc = run_module("tuning.export", str(run_copy), "--trial", other, "--output", str(target))
+    assert proc.returncode == 2 and "--retrain" in proc.stderr and not target.exists()
+    proc = run_module("tuning.export", str(run_copy), "--trial", other, "--retrain", "--output", str(target))
     assert proc.returncode == 0, proc.stderr[-2000:]
     card = json.loads((target / "model_card.json").read_text())
     assert card["trial_id"] == other and "tuning.export" in card["command"]
+    assert card["retrain"]["epochs"] == 2 and card["retrain"]["data"] == "train + validation"
+    assert card["test_accuracy_before_retrain"] is None
     assert (target / "savedmodel").is_dir() and not (target / "model.tflite").exists()
 
     # An existing export is replaced only with --overwrite.
@@ -121,7 +128,6 @@ def test_export_cli_other_trial_overwrite_and_retrain(run_copy):
     assert proc.returncode == 0, proc.stderr[-2000:]
     card = json.loads((target / "model_card.json").read_text())
     assert card["trial_id"] == best["trial_id"]
-    assert card["retrain"]["epochs"] == 2 and card["retrain"]["data"] == "train + validation"
     assert card["test_accuracy_before_retrain"] == pytest.approx(best["test_accuracy"], abs=1e-6)
     assert 0 <= card["test_accuracy"] <= 1
     assert not (target / "savedmodel").exists()

@@ -98,37 +98,50 @@ class Data:
         return {"train": (self.x_train, self.y_train), "validation": (self.x_val, self.y_val),
                 "test": (self.x_test, self.y_test)}[split]
 
-    def pipeline(self, split: str, batch_size: int, *, augment: str = "none", seed: int = 0):
-        """A batched tf.data pipeline: cached, shuffled and augmented (training only), prefetched.
-
-        Labels come one-hot so label smoothing applies.
-        """
+    def pipeline(self, split: str, batch_size: int):
+        """An evaluation pipeline over a split: cached, batched in order, prefetched; one-hot labels."""
         import tensorflow as tf
 
         if split not in self._base:
             x, y = self.arrays(split)
             self._base[split] = tf.data.Dataset.from_tensor_slices((x, y.astype("int32"))).cache()
-        ds = self._base[split]
-        training = split.startswith("train")
-        if training:
-            ds = ds.shuffle(len(self.arrays(split)[1]), seed=seed, reshuffle_each_iteration=True)
         num_classes = self.num_classes
 
         def prepare(x, y):
             return tf.cast(x, tf.float32), tf.one_hot(y, num_classes)
 
-        ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
-        if training and augment == "pad_crop_flip":
-            h, w, _ = self.input_shape
+        return (self._base[split].batch(batch_size)
+                .map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE))
 
-            def pad_crop_flip(x, y):
-                # The paper's CIFAR augmentation: 4 zero pixels each side, a random crop, a random flip.
-                x = tf.image.pad_to_bounding_box(x, 4, 4, h + 8, w + 8)
-                x = tf.image.random_crop(x, (h, w, tf.shape(x)[-1]))
-                return tf.image.random_flip_left_right(x), y
+    def training_pipeline(self, split: str, batch_size: int, *, seed: int, initial_epoch: int, epochs: int):
+        """Batches for epochs ``initial_epoch .. epochs-1``, shuffled by a permutation that depends
+        only on (seed, epoch): a trial resumed at epoch e sees exactly the batches it would have
+        seen uninterrupted. Returns ``(dataset, steps_per_epoch)``; labels one-hot.
 
-            ds = ds.map(pad_crop_flip, num_parallel_calls=tf.data.AUTOTUNE)
-        return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+        Augmentation is not done here but by training-only layers inside the model.
+        """
+        import tensorflow as tf
+
+        x, y = self.arrays(split)
+        y = y.astype("int32")
+        n = len(y)
+        steps = -(-n // batch_size)
+        num_classes = self.num_classes
+
+        def batches():
+            for e in range(initial_epoch, epochs):
+                order = np.random.default_rng([seed, e]).permutation(n)
+                for s in range(steps):
+                    idx = np.sort(order[s * batch_size:(s + 1) * batch_size])  # sorted: faster gather
+                    yield x[idx], y[idx]
+
+        spec = (tf.TensorSpec((None, *x.shape[1:]), tf.as_dtype(x.dtype)), tf.TensorSpec((None,), tf.int32))
+        ds = tf.data.Dataset.from_generator(batches, output_signature=spec)
+
+        def prepare(xb, yb):
+            return tf.cast(xb, tf.float32), tf.one_hot(yb, num_classes)
+
+        return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE), steps
 
 
 def _split(x, y, test_size: float, seed: int, what: str):

@@ -71,6 +71,25 @@ def _build_state(model: keras.Model, input_shape, num_classes: int) -> None:
         model.optimizer.build(model.trainable_variables)
 
 
+class ResumablePlateau(keras.callbacks.ReduceLROnPlateau):
+    """ReduceLROnPlateau whose counters live in `state`, so a resumed trial keeps them."""
+
+    def __init__(self, state: dict | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.state = state if state is not None else {}
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        saved = self.state.get("plateau")
+        if saved:
+            self.wait, self.best, self.cooldown_counter = saved["wait"], saved["best"], saved["cooldown"]
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)
+        self.state["plateau"] = {"wait": int(self.wait), "best": float(self.best),
+                                 "cooldown": int(self.cooldown_counter)}
+
+
 class ResNetHyperModel(kt.HyperModel):
     """Samples a space into a `ResNetSpec` + `TrainConfig`, builds, compiles and trains it.
 
@@ -107,18 +126,30 @@ class ResNetHyperModel(kt.HyperModel):
         hp.values.update(values)
         return hp
 
-    def preprocessing(self) -> list[keras.layers.Layer]:
+    def preprocessing(self, seed: int = 0) -> list[keras.layers.Layer]:
+        """Layers between the raw image and the stem: resize (if asked), normalise, augment.
+
+        The space's ``pad_crop_flip`` augmentation is the paper's (shifts of up to 4 pixels
+        with zero fill, and horizontal flips) as built-in Keras layers that act only in training:
+        it runs on the accelerator with the model, its random state is saved with the weights (so
+        a resumed trial continues the same sequence), and the exported model ignores it.
+        """
         layers = []
         if self.data.resize_to is not None:
             layers.append(keras.layers.Resizing(*self.data.resize_to, name="resize"))
         mean, var = self._stats
         layers.append(keras.layers.Normalization(mean=mean, variance=var, name="normalize"))
+        if self.space.augment == "pad_crop_flip":
+            h, w = self.data.net_input_shape[:2]
+            layers.append(keras.layers.RandomTranslation(4 / h, 4 / w, fill_mode="constant", fill_value=0.0,
+                                                         interpolation="nearest", seed=seed, name="augment_shift"))
+            layers.append(keras.layers.RandomFlip("horizontal", seed=seed + 1, name="augment_flip"))
         return layers
 
     def build(self, hp: kt.HyperParameters) -> keras.Model:
         spec, cfg = self.resolve(hp)
         model = build_resnet(spec, self.data.input_shape, self.data.num_classes,
-                             preprocessing=self.preprocessing())
+                             preprocessing=self.preprocessing(self.seed))
         model.compile(
             optimizer=make_optimizer(cfg),
             loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
@@ -129,28 +160,32 @@ class ResNetHyperModel(kt.HyperModel):
         return model
 
     def fit(self, hp: kt.HyperParameters, model: keras.Model, *args, epochs: int = 1, initial_epoch: int = 0,
-            callbacks=None, verbose=0, final: bool = False, **kwargs):
+            callbacks=None, verbose=0, final: bool = False, batch_size: int | None = None,
+            resume_state: dict | None = None, **kwargs):
         """Train on the dataset's pipelines with the sampled batch size and schedule.
 
         `epochs` / `initial_epoch` come from Hyperband: a promoted configuration starts from its
         parent's checkpoint (weights and optimiser state, learning rate included) at its parent's
         epoch. Extra positional/keyword arguments (e.g. ``x``) are refused: the data is the
         hypermodel's. `final=True` trains on train + validation with no validation (for a final
-        retraining); the plateau schedule then watches the training loss.
+        retraining); the plateau schedule then watches the training loss. `batch_size` overrides
+        the sampled one (the search halves it to retry a trial that ran out of memory);
+        `resume_state` carries the schedule's counters across an interruption.
         """
         if args or {"x", "y", "validation_data"} & set(kwargs):
             raise TypeError("ResNetHyperModel.fit trains on the hypermodel's own data; pass no x/y")
         kwargs["shuffle"] = False  # the pipeline shuffles
         _, cfg = self.resolve(hp)
+        batch = batch_size or cfg.batch_size
         train_split = "train+validation" if final else "train"
-        train = self.data.pipeline(train_split, cfg.batch_size, augment=self.space.augment, seed=self.seed)
-        val = None if final else self.data.pipeline("validation", max(cfg.batch_size, 256))
-        steps = math.ceil(len(self.data.arrays(train_split)[1]) / cfg.batch_size)
-        callbacks = list(callbacks or [])
+        train, steps = self.data.training_pipeline(train_split, batch, seed=self.seed, initial_epoch=initial_epoch,
+                                                   epochs=epochs)
+        val = None if final else self.data.pipeline("validation", max(batch, 256))
+        callbacks = [keras.callbacks.TerminateOnNaN(), *(callbacks or [])]
         if cfg.schedule == "cosine":
             callbacks.insert(0, CosineWithWarmup(cfg.learning_rate, self.max_epochs, cfg.warmup_epochs, steps))
         elif cfg.schedule == "plateau":
-            callbacks.insert(0, keras.callbacks.ReduceLROnPlateau(
-                monitor="loss" if final else "val_loss", factor=cfg.plateau_factor, patience=cfg.plateau_patience, verbose=0))
+            callbacks.insert(0, ResumablePlateau(resume_state, monitor="loss" if final else "val_loss",
+                                                 factor=cfg.plateau_factor, patience=cfg.plateau_patience))
         return model.fit(train, validation_data=val, epochs=epochs, initial_epoch=initial_epoch,
-                         callbacks=callbacks, verbose=verbose, **kwargs)
+                         steps_per_epoch=steps, callbacks=callbacks, verbose=verbose, **kwargs)

@@ -127,10 +127,13 @@ def search(
     run_info = {"space": sp.name, "space_file": str(sp.path), "dataset": dataset, "seed": seed,
                 "max_epochs": max_epochs, "factor": factor, "iterations": iterations,
                 "image_size": list(image_size) if image_size else None}
+    from .lock import check_lock, run_lock
+
+    check_lock(run_dir)  # another search on this folder: refuse now, before any work
     resuming = _check_existing_run(run_dir, run_info, overwrite)
     _check_writable(pathlib.Path(results_dir))
 
-    from .runtime import import_tensorflow, versions
+    from .runtime import import_tensorflow
 
     import_tensorflow(verbose)  # before anything imports keras, so its start-up noise stays hidden
     from .data import load_data
@@ -142,13 +145,20 @@ def search(
     if data.skipped:
         log(f"note: skipped {len(data.skipped)} unreadable image(s), first {data.skipped[0]}")
 
+    with run_lock(run_dir):
+        if overwrite:
+            _clear_run(run_dir)
+        return _run(run_dir, run_info, sp, data, sampler, resuming, seed, max_epochs, factor, iterations, name,
+                    verbose, log, t_start)
+
+
+def _run(run_dir, run_info, sp, data, sampler, resuming, seed, max_epochs, factor, iterations, name, verbose, log,
+         t_start) -> SearchResult:
     from . import results as res
     from .hypermodel import ResNetHyperModel
+    from .runtime import versions
     from .tuner import ResNetTuner
 
-    if overwrite and run_dir.exists():
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     state_path = run_dir / "state.json"
     state = json.loads(state_path.read_text()) if resuming and state_path.exists() else {"sessions": []}
     res.write_json(run_dir / "run.json", {**run_info, "space_text": sp.text, "created": state.get(
@@ -170,6 +180,9 @@ def search(
         res.write_json(state_path, state)
         _progress(log, tuner, records, record, previous_wall + time.time() - t_start)
 
+    from keras_tuner.src import config as kt_config
+
+    kt_config.DEBUG = verbose  # keras-tuner prints every failed trial's traceback when DEBUG is on
     quiet = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO())
     with quiet:  # keras-tuner prints "Reloading Tuner from ..." and search banners
         tuner = ResNetTuner(hypermodel, run_dir, max_epochs=max_epochs, factor=factor, iterations=iterations,
@@ -183,8 +196,16 @@ def search(
             f"{data.sizes()['validation']} validation images, {data.net_input_shape[0]}x{data.net_input_shape[1]}"
             f"x{data.net_input_shape[2]}, {data.num_classes} classes): Hyperband max_epochs={max_epochs} "
             f"factor={factor} iterations={iterations}, {planned} trials; results in {run_dir}")
-    with quiet:
-        tuner.search(verbose=1 if verbose else 0)
+    try:
+        with quiet:
+            tuner.search(verbose=1 if verbose else 0)
+    except KeyboardInterrupt:
+        elapsed = previous_wall + time.time() - t_start
+        log(f"interrupted after {len(records)} of {planned} trials ({_fmt_time(elapsed)}); finished trials are "
+            "saved and the trial in progress resumes from its last completed epoch")
+        session["wall_seconds"] = round(time.time() - t_start, 3)
+        res.write_json(state_path, state)
+        raise
 
     best_trials = tuner.oracle.get_best_trials(1)
     if not best_trials or best_trials[0].score is None:
@@ -238,8 +259,11 @@ def _best(tuner, trial, records, data, run_dir: pathlib.Path) -> dict[str, Any]:
     if old.get("trial_id") == trial.trial_id and old.get("test_accuracy") is not None:
         return old
     t0 = time.perf_counter()
-    model = tuner.load_model(trial)
     values = trial.hyperparameters.values
+    # The trial's own best-epoch checkpoint (keras-tuner's load_model would first load a promoted
+    # trial's parent checkpoint, which is deleted once the child has finished).
+    model = tuner.hypermodel.build(tuner.hypermodel.hyperparameters(values))
+    model.load_weights(tuner._get_checkpoint_fname(trial.trial_id))
     _, cfg, _ = tuner.hypermodel.sampler.resolve(values)
     test = data.pipeline("test", 256)
     loss, acc = model.evaluate(test, verbose=0)
@@ -265,14 +289,27 @@ def _progress(log, tuner, records, record, elapsed: float) -> None:
     work_total = sum(e - s + 1 for _, _, e, s in planned)
     remaining = elapsed / max(1, work_done) * max(0, work_total - work_done)
     scores = [r["val_accuracy"] for r in records.values() if r.get("val_accuracy") is not None]
-    best = max(scores) if scores else float("nan")
+    best = f"{max(scores):.4f}" if scores else "-"
     if record.get("status") == "COMPLETED":
         what = f"val_accuracy {record['val_accuracy']:.4f}"
     else:
         what = f"{record.get('status', '?').lower()}: {record.get('error', '')[:120]}"
     log(f"trial {record['trial_id']} (bracket {record.get('bracket')}, round {record.get('round')}, "
-        f"{record.get('epochs')} epochs) {what} | best {best:.4f} | {done}/{len(planned)} trials | "
+        f"{record.get('epochs')} epochs) {what} | best {best} | {done}/{len(planned)} trials | "
         f"{_fmt_time(elapsed)} elapsed, ~{_fmt_time(remaining)} left")
+
+
+def _clear_run(run_dir: pathlib.Path) -> None:
+    """--overwrite: delete the old run's files (the lock we hold stays)."""
+    from .lock import LOCK_NAME
+
+    for child in run_dir.iterdir():
+        if child.name == LOCK_NAME:
+            continue
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
 
 
 def _check_existing_run(run_dir: pathlib.Path, run_info: dict, overwrite: bool) -> bool:
@@ -371,6 +408,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{n.ljust(width)}  {desc}")
         return 0
     from .data import DataError
+    from .errors import SystematicFailure
 
     try:
         search(args.space, args.dataset, max_epochs=args.max_epochs, factor=args.factor,
@@ -380,10 +418,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, SpaceError, DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except SystematicFailure as e:
+        print(f"error: search stopped: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         cmd = " ".join(shlex.quote(a) for a in ["python", "-m", "tuning.search", *(argv or sys.argv[1:])]
                        if a != "--overwrite")
-        print(f"\ninterrupted; the finished trials are saved. Resume with: {cmd}", file=sys.stderr)
+        print(f"resume with: {cmd}", file=sys.stderr)
         return 130
     return 0
 

@@ -143,3 +143,14 @@ def tensorboard_callback(run_dir: pathlib.Path) -> keras.callbacks.TensorBoard:
     """Per-epoch scalars only: no graph, no profiler, no histograms (fast and small)."""
     return keras.callbacks.TensorBoard(log_dir=str(run_dir), histogram_freq=0, write_graph=False,
                                        write_images=False, update_freq="epoch", profile_batch=0)
+
+
+def write_status(run_dir: pathlib.Path, text: str) -> None:
+    """Record why a trial failed in its configuration's run (TensorBoard's Text tab)."""
+    import tensorflow as tf
+
+    writer = tf.summary.create_file_writer(str(run_dir))
+    with writer.as_default():
+        tf.summary.text("status", text, step=0)
+        tf.summary.scalar("failed", 1.0, step=0)
+    writer.close()

@@ -1,9 +1,24 @@
-"""keras-tuner's Hyperband, adapted: no invalid trials, one TensorBoard run per configuration,
-a leaderboard row and a progress line per finished trial."""
+"""keras-tuner's Hyperband, adapted for long unattended searches.
+
+- No invalid trials: the oracle redraws configurations that cannot be built or are over the
+  cost limits, before they become trials.
+- One TensorBoard run per configuration; a leaderboard row and a progress line per trial.
+- Resume: every epoch of a running trial leaves a checkpoint (weights, optimiser, random
+  state, schedule counters); a killed search re-runs the interrupted trial from its last
+  completed epoch, on the same data order, so it ends with the trials an uninterrupted run has.
+  keras-tuner's own state files are written atomically.
+- Failure isolation: NaN loss, out of memory (retried once at half the batch size) or any
+  exception fails that trial only, with its reason; the search stops only when failures are
+  systematic (the same error again and again).
+- Disk: a checkpoint is deleted as soon as Hyperband can no longer promote its trial (unless
+  it is the best so far).
+"""
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import pathlib
 import time
 import zlib
@@ -12,25 +27,45 @@ from typing import Any
 
 import keras
 import keras_tuner as kt
+from keras_tuner.src.engine import tuner_utils
 from keras_tuner.src.tuners.hyperband import HyperbandOracle
 
+from .errors import SystematicFailure
+from .faults import FaultInjector, fault_for
 from .hypermodel import ResNetHyperModel
-from .tensorboard_log import TrialLogger, tensorboard_callback, write_experiment_config
+from .runtime import write_json
+from .tensorboard_log import TrialLogger, tensorboard_callback, write_experiment_config, write_status
 
 MAX_DRAWS = 1000
+SAME_ERROR_LIMIT = 3      # this many consecutive failures with one error: systematic, stop
+ANY_ERROR_LIMIT = 10      # this many consecutive failures of any kind: stop
+
+
+def _last_line(message: str) -> str:
+    """The last line of a traceback: the exception's type and message."""
+    last = message.strip().splitlines()[-1] if message and message.strip() else "unknown error"
+    return last.replace("keras_tuner.src.errors.FailedTrialError: ", "")[:300]
+
+
+def _error_key(message: str) -> str:
+    """What makes two failures "the same": the last line without trial-specific numbers."""
+    return "".join(ch for ch in _last_line(message) if not ch.isdigit())
 
 
 class ResNetOracle(HyperbandOracle):
-    """Hyperband whose random draws are only ever valid configurations.
+    """Hyperband whose random draws are only ever valid configurations, and which knows which
+    trials' checkpoints can still be promoted.
 
     `check(values)` returns None for a point that can be built within the cost limits, else the
     reason; rejected draws are drawn again from the same seeded stream, so they never become
-    trials (and never count towards keras-tuner's consecutive-failure limit).
+    trials (and never count towards consecutive failures).
     """
 
     def __init__(self, *args, check: Callable[[Mapping[str, Any]], str | None] | None = None, **kwargs):
         self.check = check
         self.rejected = 0
+        self.lineage: dict[str, dict[str, Any]] = {}   # trial id -> {"bracket_run", "round"}
+        self.bracket_runs: dict[str, dict[str, Any]] = {}  # first trial id -> {"bracket", "rounds"}
         super().__init__(*args, **kwargs)
 
     def _random_values(self):
@@ -41,7 +76,90 @@ class ResNetOracle(HyperbandOracle):
             self.rejected += 1
         return None
 
-    # ----- the schedule, for progress and ETA --------------------------------------------
+    def populate_space(self, trial_id):
+        """Hyperband's next trial: fill the open round 0s, promote, or open the next bracket.
+
+        Unlike keras-tuner's own version, a failed trial counts as finished (with no score): a
+        round whose trials all finished promotes its best completed ones, so one failure does
+        not stall the whole bracket. A promotion slot with no completed candidate stays empty.
+        """
+        self._remove_completed_brackets()
+        for bracket in self._brackets:
+            b, rounds = bracket["bracket_num"], bracket["rounds"]
+            if len(rounds[0]) < self._get_size(b, 0):
+                return self._random_trial(trial_id, bracket)
+            for r in range(1, len(rounds)):
+                response = self._promote(trial_id, bracket, r)
+                if response is not None:
+                    return response
+        if self._current_bracket == 0 and self._current_iteration + 1 == self.hyperband_iterations:
+            return {"status": "IDLE"} if self.ongoing_trials else {"status": "STOPPED"}
+        self._increment_bracket_num()
+        self._start_new_bracket()
+        return self._random_trial(trial_id, self._brackets[-1])
+
+    def _promote(self, trial_id, bracket, r):
+        """Promote the best finished trial of round r-1 into round r, as keras-tuner does (once
+        more than ``size(r-1) - size(r)`` of the waiting trials have finished), or None."""
+        b, rounds = bracket["bracket_num"], bracket["rounds"]
+        size, past_size = self._get_size(b, r), self._get_size(b, r - 1)
+        if len(rounds[r]) >= size:
+            return None
+        taken = {info["past_id"] for info in rounds[r]}
+        waiting = [self.trials[info["id"]] for info in rounds[r - 1]
+                   if info["id"] is not None and info["id"] not in taken]
+        finished = [t for t in waiting if t.status in ("COMPLETED", "FAILED", "INVALID")]
+        if len(finished) <= past_size - size:
+            return None
+        scored = [t for t in finished if t.status == "COMPLETED" and t.score is not None]
+        if not scored:
+            if len(finished) == len(waiting):  # every candidate failed: close the round's open slots
+                rounds[r].extend({"past_id": None, "id": None} for _ in range(size - len(rounds[r])))
+            return None
+        pick = max if self.objective.direction == "max" else min
+        best = pick(scored, key=lambda t: t.score)
+        values = best.hyperparameters.values.copy()
+        values.update({"tuner/trial_id": best.trial_id, "tuner/epochs": self._get_epochs(b, r),
+                       "tuner/initial_epoch": self._get_epochs(b, r - 1), "tuner/bracket": b, "tuner/round": r})
+        rounds[r].append({"past_id": best.trial_id, "id": trial_id})
+        self._record_lineage(trial_id, values)
+        return {"status": "RUNNING", "values": values}
+
+    def _random_trial(self, trial_id, bracket):
+        response = super()._random_trial(trial_id, bracket)
+        if response.get("status") == "RUNNING":
+            self._record_lineage(trial_id, response["values"], bracket["rounds"][0][0]["id"])
+        return response
+
+    def _record_lineage(self, trial_id, values, first_id=None):
+        parent = values.get("tuner/trial_id")
+        run = self.lineage[parent]["bracket_run"] if parent is not None else first_id
+        round_num = int(values["tuner/round"])
+        self.lineage[trial_id] = {"bracket_run": run, "round": round_num}
+        entry = self.bracket_runs.setdefault(run, {"bracket": int(values["tuner/bracket"]), "rounds": {}})
+        entry["rounds"].setdefault(str(round_num), []).append(trial_id)
+
+    def dead_checkpoints(self) -> set[str]:
+        """Finished trials whose checkpoint Hyperband will never load again."""
+        dead = set()
+        for entry in self.bracket_runs.values():
+            b, rounds = entry["bracket"], entry["rounds"]
+            for r in range(b + 1):
+                ids = rounds.get(str(r), [])
+                if r == b:  # the bracket's last round: nothing left to promote to
+                    dead.update(ids)
+                    continue
+                nxt = rounds.get(str(r + 1), [])
+                children = {self.trials[c].hyperparameters.values.get("tuner/trial_id"): c for c in nxt}
+                if len(nxt) == self._get_size(b, r + 1):
+                    dead.update(i for i in ids if i not in children)  # passed over for good
+                # A parent is no longer needed once its promoted child has finished.
+                dead.update(p for p, c in children.items() if self.trials[c].status in ("COMPLETED", "FAILED"))
+        dead.update(t for t, trial in self.trials.items() if trial.status in ("FAILED", "INVALID"))
+        finished = {t for t, trial in self.trials.items() if trial.status in ("COMPLETED", "FAILED", "INVALID")}
+        best = self.get_best_trials(1)
+        return (dead & finished) - ({best[0].trial_id} if best else set())
+
     def planned_trials(self) -> list[tuple[int, int, int, int]]:
         """(bracket, round, epochs, initial_epoch) of every trial a complete search runs."""
         out = []
@@ -53,6 +171,69 @@ class ResNetOracle(HyperbandOracle):
                     start = self._get_epochs(b, r - 1) if r else 0
                     out += [(b, r, epochs, start)] * self._get_size(b, r)
         return out
+
+    def get_state(self):
+        state = super().get_state()
+        state.update({"rejected": self.rejected, "lineage": self.lineage, "bracket_runs": self.bracket_runs})
+        return state
+
+    def set_state(self, state):
+        super().set_state(state)
+        self.rejected = state.get("rejected", 0)
+        self.lineage = state.get("lineage", {})
+        self.bracket_runs = state.get("bracket_runs", {})
+
+    # keras-tuner writes these files in place; a kill mid-write would corrupt them.
+    def save(self):
+        write_json(self._get_oracle_fname(), self.get_state())
+
+    def _save_trial(self, trial):
+        write_json(os.path.join(self._get_trial_dir(trial.trial_id), "trial.json"), trial.get_state())
+
+    def _check_consecutive_failures(self):
+        """Stop only on systematic failure, with a one-line reason."""
+        ended = [self.trials[t] for t in self.end_order]
+        streak = []
+        for trial in reversed(ended):
+            if trial.status != "FAILED":
+                break
+            streak.append(trial)
+        if len(streak) >= SAME_ERROR_LIMIT and len({_error_key(t.message) for t in streak[:SAME_ERROR_LIMIT]}) == 1:
+            raise SystematicFailure(f"the last {len(streak)} trials all failed with: {_last_line(streak[0].message)}")
+        if len(streak) >= ANY_ERROR_LIMIT:
+            raise SystematicFailure(f"the last {len(streak)} trials all failed; the latest with: "
+                                    f"{_last_line(streak[0].message)}")
+
+
+class ResumeCheckpoint(keras.callbacks.Callback):
+    """After every epoch: weights + optimiser + random state, and the epoch and counters."""
+
+    def __init__(self, trial_dir: pathlib.Path, state: dict, objective: kt.Objective):
+        super().__init__()
+        self.trial_dir, self.state, self.objective = pathlib.Path(trial_dir), state, objective
+
+    def __deepcopy__(self, memo):  # keep sharing `state` with the schedule's callback
+        return ResumeCheckpoint(self.trial_dir, self.state, self.objective)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self.objective.has_value(logs):
+            value = self.objective.get_value(logs)
+            best = self.state.get("best")
+            if best is None or self.objective.better_than(value, best):
+                self.state["best"] = float(value)
+        name = f"resume-{epoch}.weights.h5"
+        self.model.save_weights(str(self.trial_dir / name))
+        old = self.state.get("weights")
+        self.state.update({"epoch": epoch, "weights": name})
+        write_json(self.trial_dir / "resume.json", self.state)  # the switch to the new file is atomic
+        if old and old != name:
+            (self.trial_dir / old).unlink(missing_ok=True)
+
+
+def clear_resume(trial_dir: pathlib.Path) -> None:
+    for p in trial_dir.glob("resume*"):
+        p.unlink(missing_ok=True)
 
 
 class ResNetTuner(kt.Hyperband):
@@ -74,12 +255,14 @@ class ResNetTuner(kt.Hyperband):
             objective=kt.Objective("val_accuracy", "max"), max_epochs=max_epochs, factor=factor,
             # keras-tuner treats seed 0 as "no seed" (`seed or random.randint(...)`), hence the + 1.
             hyperband_iterations=iterations, seed=seed + 1, check=hypermodel.sampler.check,
+            max_consecutive_failed_trials=ANY_ERROR_LIMIT,
         )
         self.results_dir = pathlib.Path(results_dir)
         self.logdir = self.results_dir / "tensorboard"
         self.seed = seed
         self.on_trial_done = on_trial_done
         self.records: dict[str, dict[str, Any]] = {}
+        self._resume_weights: pathlib.Path | None = None
         kt.Tuner.__init__(self, oracle=oracle, hypermodel=hypermodel, directory=str(self.results_dir),
                           project_name="tuner", overwrite=overwrite, **kwargs)
 
@@ -93,6 +276,11 @@ class ResNetTuner(kt.Hyperband):
     # Our own TensorBoard layout replaces keras-tuner's one-folder-per-trial patching.
     def _configure_tensorboard_dir(self, callbacks, trial, execution=0):
         return
+
+    def save(self):
+        if not self._is_worker():
+            self.oracle.save()
+        write_json(self._get_tuner_fname(), self.get_state())
 
     def on_search_begin(self):
         super().on_search_begin()
@@ -116,28 +304,80 @@ class ResNetTuner(kt.Hyperband):
         run = self.run_name(trial.trial_id)
         parent = values.get("tuner/trial_id")
         bracket, round_num = int(values.get("tuner/bracket", 0)), int(values.get("tuner/round", 0))
+        epochs, initial_epoch = int(values.get("tuner/epochs", 1)), int(values.get("tuner/initial_epoch", 0))
+        trial_dir = pathlib.Path(self.get_trial_dir(trial.trial_id))
+        resume = _read_resume(trial_dir)
         record = {
             "trial_id": trial.trial_id, "run": run, "parent": parent, "bracket": bracket, "round": round_num,
-            "initial_epoch": int(values.get("tuner/initial_epoch", 0)), "epochs": int(values.get("tuner/epochs", 1)),
+            "initial_epoch": initial_epoch, "epochs": epochs,
             "params": cost.params, "flops": cost.flops, "spec": spec.to_dict(),
             "values": {k: v for k, v in values.items() if not k.startswith("tuner/")},  # keras-tuner's names
             "hyperparameters": sampler.describe(values), "started": time.time(),
         }
         self.records[trial.trial_id] = record
+        state: dict[str, Any] = {}
+        self._resume_weights = None
+        if resume is not None:  # an interrupted trial: continue after its last completed epoch
+            state = resume
+            self._resume_weights = trial_dir / resume["weights"]
+            record["resumed_from_epoch"] = resume["epoch"] + 1
+            if resume["epoch"] + 1 >= epochs:  # killed after its last epoch, before it was recorded
+                return {"val_accuracy": resume["best"]}
+        start = initial_epoch if resume is None else resume["epoch"] + 1
         # Same configuration, same initial weights, whatever order the trials run in.
         keras.utils.set_random_seed((self.seed * 1_000_003 + zlib.crc32(run.encode())) % 2**31)
-        hparams = {**record["hyperparameters"], "bracket": bracket}
-        callbacks = list(kwargs.pop("callbacks", []))
-        callbacks += [tensorboard_callback(self.logdir / run),
-                      TrialLogger(self.logdir / run, run, hparams, cost.params, cost.flops, bracket, round_num,
-                                  first_round=parent is None,
-                                  best_so_far=self.oracle.trials[parent].score if parent in self.oracle.trials
-                                  else None)]
-        return super().run_trial(trial, *args, callbacks=callbacks, **kwargs)
+
+        checkpoint = tuner_utils.SaveBestEpoch(self.oracle.objective, self._get_checkpoint_fname(trial.trial_id))
+        if resume is not None and resume.get("best") is not None:
+            checkpoint.best_value = resume["best"]
+        best_before = self.oracle.trials[parent].score if parent in self.oracle.trials else None
+        if resume is not None and resume.get("best") is not None:
+            best_before = max(best_before or 0.0, resume["best"])
+        fault = fault_for(trial.trial_id)
+        base_callbacks = list(kwargs.pop("callbacks", []))
+
+        def attempt(batch_size: int):
+            callbacks = [*base_callbacks, tensorboard_callback(self.logdir / run),
+                         TrialLogger(self.logdir / run, run, {**record["hyperparameters"], "bracket": bracket},
+                                     cost.params, cost.flops, bracket, round_num,
+                                     first_round=parent is None and resume is None, best_so_far=best_before),
+                         ResumeCheckpoint(trial_dir, state, self.oracle.objective),
+                         tuner_utils.TunerCallback(self, trial), checkpoint]
+            if fault:
+                callbacks.append(FaultInjector(fault, batch_size, cfg.batch_size))
+            return self._build_and_fit_model(trial, *args, callbacks=callbacks, epochs=epochs, initial_epoch=start,
+                                             batch_size=batch_size, resume_state=state, **kwargs)
+
+        import tensorflow as tf
+
+        try:
+            try:
+                history = attempt(cfg.batch_size)
+            except tf.errors.ResourceExhaustedError:
+                if cfg.batch_size < 2:
+                    raise
+                record["oom_retry_batch_size"] = cfg.batch_size // 2
+                keras.backend.clear_session()
+                history = attempt(cfg.batch_size // 2)
+        except tf.errors.ResourceExhaustedError as e:
+            raise kt.errors.FailedTrialError(
+                f"out of memory at batch size {cfg.batch_size} and again at {cfg.batch_size // 2}: "
+                f"{str(e.message).splitlines()[0][:120]}") from None
+        losses = history.history.get("loss", [])
+        if any(not math.isfinite(v) for v in losses) or len(losses) < epochs - start:
+            raise kt.errors.FailedTrialError(f"the loss became NaN in epoch {start + len(losses)} "
+                                             f"(learning rate {cfg.learning_rate:.3g}); stopped by TerminateOnNaN")
+        return history
+
+    def _build_hypermodel(self, hp):
+        model = super()._build_hypermodel(hp)  # a promoted trial loads its parent's checkpoint here
+        if self._resume_weights is not None:
+            model.load_weights(str(self._resume_weights))
+        return model
 
     def _try_build(self, hp):
         t0 = time.perf_counter()
-        model = super()._try_build(hp)  # Hyperband's build also loads a parent's checkpoint
+        model = super()._try_build(hp)
         self._build_seconds = time.perf_counter() - t0
         return model
 
@@ -145,21 +385,48 @@ class ResNetTuner(kt.Hyperband):
         record = self.records[trial.trial_id]
         self._build_seconds = 0.0
         t0 = time.perf_counter()
-        results = super()._build_and_fit_model(trial, *args, **kwargs)
-        record["build_seconds"] = round(self._build_seconds, 3)
-        record["fit_seconds"] = round(time.perf_counter() - t0 - self._build_seconds, 3)
+        try:
+            results = super()._build_and_fit_model(trial, *args, **kwargs)
+        finally:
+            record["build_seconds"] = round(record.get("build_seconds", 0.0) + self._build_seconds, 3)
+            record["fit_seconds"] = round(record.get("fit_seconds", 0.0) + time.perf_counter() - t0
+                                          - self._build_seconds, 3)
         history = getattr(results, "history", {})
         record["history"] = {k: [float(x) for x in v] for k, v in history.items()}
         return results
 
     def on_trial_end(self, trial):
-        super().on_trial_end(trial)
+        try:
+            super().on_trial_end(trial)  # the oracle records the trial (and may declare systematic failure)
+        finally:
+            self._after_trial(trial)
+
+    def _after_trial(self, trial):
         record = self.records.setdefault(trial.trial_id, {"trial_id": trial.trial_id})
         record["seconds"] = round(time.time() - record.get("started", time.time()), 3)
         record["status"] = trial.status
         record["val_accuracy"] = trial.score
         record["best_step"] = trial.best_step
-        if trial.message:
-            record["error"] = trial.message.strip().splitlines()[-1][:300]
+        trial_dir = pathlib.Path(self.get_trial_dir(trial.trial_id))
+        if trial.status in ("COMPLETED", "FAILED", "INVALID"):
+            clear_resume(trial_dir)
+        if trial.message and trial.status != "COMPLETED":
+            record["error"] = _last_line(trial.message)
+            if "run" in record:
+                write_status(self.logdir / record["run"], f"trial {trial.trial_id} {trial.status}: {record['error']}")
+        if isinstance(self.oracle, ResNetOracle):  # the chief's oracle (a worker holds a client)
+            for dead in self.oracle.dead_checkpoints():
+                pathlib.Path(self._get_checkpoint_fname(dead)).unlink(missing_ok=True)
         if self.on_trial_done:
             self.on_trial_done(self, trial, record)
+
+
+def _read_resume(trial_dir: pathlib.Path) -> dict[str, Any] | None:
+    path = trial_dir / "resume.json"
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if not (trial_dir / state.get("weights", "")).is_file():
+        return None
+    return state

@@ -1,0 +1,49 @@
+"""Fault injection, for tests only: make a chosen trial fail the way real trials do.
+
+Set ``TUNING_FAULTS`` to a JSON object mapping trial ids to a fault, e.g.
+``{"0002": "raise", "0003": "nan", "0004": "oom"}``:
+
+- ``raise``: an exception in training (any bug in build or fit);
+- ``nan``: the weights turn NaN, so the loss does (``TerminateOnNaN`` stops the trial);
+- ``oom``: ``ResourceExhaustedError`` at the trial's sampled batch size only (the retry at half
+  the batch size then succeeds); ``oom-always``: at every batch size;
+- ``hang@E``: sleep for an hour after epoch E completes (a window to kill the process in).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import keras
+
+ENV = "TUNING_FAULTS"
+
+
+def fault_for(trial_id: str) -> str | None:
+    text = os.environ.get(ENV)
+    if not text:
+        return None
+    return json.loads(text).get(trial_id)
+
+
+class FaultInjector(keras.callbacks.Callback):
+    def __init__(self, fault: str, batch_size: int, sampled_batch_size: int):
+        super().__init__()
+        self.fault, self.batch_size, self.sampled = fault, batch_size, sampled_batch_size
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.fault == "raise":
+            raise RuntimeError("injected fault: a bug in this configuration")
+        if self.fault == "oom-always" or (self.fault == "oom" and self.batch_size == self.sampled):
+            import tensorflow as tf
+
+            raise tf.errors.ResourceExhaustedError(None, None, f"injected OOM at batch size {self.batch_size}")
+        if self.fault == "nan" and batch == 0:
+            for w in self.model.trainable_weights:
+                w.assign(keras.ops.full_like(w, float("nan")))
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.fault and self.fault.startswith("hang@") and epoch == int(self.fault.split("@")[1]):
+            time.sleep(3600)
