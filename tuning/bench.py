@@ -1,0 +1,251 @@
+"""`python -m tuning.bench <what>`: the benchmarks whose figures go in docs/BENCHMARKS.md.
+
+- ``memory``: resident memory of the search process over many trials (a long digits search);
+- ``disk``: size of a finished run folder, split by part;
+- ``overhead``: where a search's wall time goes (training vs. building, checkpoints, logging);
+- ``throughput``: training images/second of ``resnet.zoo_spec("resnet50")`` against
+  ``keras.applications.ResNet50(weights=None)``, side by side in one process;
+- ``epoch``: seconds per epoch of ``cifar_resnet56`` at batch 128, with and without mixed
+  precision and XLA.
+
+Each prints a table and writes JSON with the machine it ran on (``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import platform
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def machine() -> dict[str, Any]:
+    from .runtime import versions
+
+    info = versions()
+    try:
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        info["devices"] = [d.name for d in gpus] or ["CPU"]
+    except ImportError:
+        pass
+    try:
+        with open("/proc/cpuinfo") as f:
+            info["cpu"] = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+    except OSError:
+        info["cpu"] = platform.processor()
+    return info
+
+
+def bench_memory(trials: int, results_dir: pathlib.Path) -> dict[str, Any]:
+    """RSS after each finished trial of a long digits search (small space, 3-epoch budget)."""
+    from . import search as search_mod
+
+    samples: list[tuple[int, float]] = []
+    peak = [0.0]
+    stop = threading.Event()
+
+    def sampler():
+        while not stop.is_set():
+            peak[0] = max(peak[0], _rss_mb())
+            time.sleep(0.5)
+
+    thread = threading.Thread(target=sampler, daemon=True)
+    thread.start()
+
+    def log(line: str) -> None:
+        if line.startswith("trial "):
+            samples.append((len(samples) + 1, _rss_mb()))
+            print(f"{line[:60]}... rss {samples[-1][1]:.0f} MB", flush=True)
+
+    iterations = -(-trials // 6)  # max_epochs 3, factor 3: 6 trials per Hyperband iteration
+    t0 = time.time()
+    search_mod.search("small", max_epochs=3, factor=3, iterations=iterations, results_dir=results_dir,
+                      name="memory", overwrite=True, log=log)
+    stop.set()
+    by_trial = dict(samples)
+    first, n = by_trial[1], min(trials, len(samples))
+    out = {
+        "trials": n, "rss_mb_after_trial_1": round(first, 1), "rss_mb_after_trial_10": round(by_trial[10], 1),
+        f"rss_mb_after_trial_{n}": round(by_trial[n], 1),
+        f"growth_mb_trial_1_to_{n}": round(by_trial[n] - first, 1),
+        f"growth_mb_trial_10_to_{n}": round(by_trial[n] - by_trial[10], 1),
+        "peak_rss_mb": round(peak[0], 1), "seconds": round(time.time() - t0, 1),
+        "samples": [(i, round(r, 1)) for i, r in samples],
+    }
+    print(f"RSS after trial 1: {first:.0f} MB, after trial {n}: {by_trial[n]:.0f} MB "
+          f"(growth {by_trial[n] - first:+.0f} MB; from trial 10: {by_trial[n] - by_trial[10]:+.0f} MB); "
+          f"peak {peak[0]:.0f} MB")
+    return out
+
+
+def folder_size(path: pathlib.Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def bench_disk(run_dir: pathlib.Path) -> dict[str, Any]:
+    """Size of a finished run folder and of its parts."""
+    parts = {child.name: folder_size(child) if child.is_dir() else child.stat().st_size
+             for child in sorted(run_dir.iterdir())}
+    total = folder_size(run_dir)
+    ckpts = list(run_dir.glob("tuner/trial_*/checkpoint.weights.h5"))
+    out = {"run_dir": str(run_dir), "total_mb": round(total / 2**20, 2),
+           "parts_mb": {k: round(v / 2**20, 2) for k, v in parts.items()},
+           "checkpoints_kept": len(ckpts), "trials": len(list(run_dir.glob("tuner/trial_*")))}
+    print(f"{run_dir}: {total / 2**20:.1f} MB ({len(ckpts)} checkpoints kept of {out['trials']} trials)")
+    for k, v in parts.items():
+        print(f"  {k:<20} {v / 2**20:8.2f} MB")
+    return out
+
+
+def bench_overhead(run_dir: pathlib.Path) -> dict[str, Any]:
+    """Where a finished search's wall time went, from its own records."""
+    from .results import load_records
+
+    summary = json.loads((run_dir / "summary.json").read_text())
+    recs = load_records(run_dir).values()
+    wall = summary["wall_seconds"]
+    fit = sum(r.get("fit_seconds", 0) for r in recs)
+    build = sum(r.get("build_seconds", 0) for r in recs)
+    trial = sum(r.get("seconds", 0) for r in recs)
+    test_eval = summary["fit_seconds"] - fit
+    out = {"wall_seconds": wall, "fit_seconds": round(fit, 1), "build_seconds": round(build, 1),
+           "test_eval_seconds": round(test_eval, 1),
+           "per_trial_other_seconds": round(trial - fit - build, 1),
+           "outside_trials_seconds": round(wall - trial - test_eval, 1),
+           "overhead_share": round(1 - summary["fit_seconds"] / wall, 3)}
+    for k, v in out.items():
+        print(f"  {k:<26} {v}")
+    return out
+
+
+def _throughput(model, x, y, batch: int, steps: int, jit: bool) -> float:
+    import keras
+
+    model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9), loss="sparse_categorical_crossentropy",
+                  jit_compile=jit)
+    model.fit(x, y, batch_size=batch, epochs=1, steps_per_epoch=3, verbose=0)  # compile + warm up
+    t0 = time.perf_counter()
+    model.fit(x, y, batch_size=batch, epochs=1, steps_per_epoch=steps, verbose=0)
+    return steps * batch / (time.perf_counter() - t0)
+
+
+def bench_throughput(batch: int, steps: int, size: int, jit: bool, repeats: int) -> dict[str, Any]:
+    """Training throughput of our ResNet-50 against keras.applications.ResNet50, same everything."""
+    import keras
+    import numpy as np
+
+    from resnet import build_resnet, zoo_spec
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(batch * 4, size, size, 3)).astype("float32")
+    y = rng.integers(0, 1000, size=(batch * 4,))
+    results: dict[str, list[float]] = {"ours": [], "keras.applications": []}
+    for _ in range(repeats):  # interleaved, so drift hits both alike
+        for name in results:
+            keras.backend.clear_session()
+            if name == "ours":
+                model = build_resnet(zoo_spec("resnet50"), (size, size, 3), 1000)
+            else:
+                model = keras.applications.ResNet50(weights=None, input_shape=(size, size, 3), classes=1000)
+            results[name].append(_throughput(model, x, y, batch, steps, jit))
+            print(f"  {name:<20} {results[name][-1]:8.1f} images/s", flush=True)
+    ours, theirs = max(results["ours"]), max(results["keras.applications"])
+    out = {"batch": batch, "image_size": size, "steps": steps, "jit_compile": jit, "repeats": repeats,
+           "ours_images_per_second": round(ours, 2), "keras_applications_images_per_second": round(theirs, 2),
+           "ratio": round(ours / theirs, 3), "all": results}
+    print(f"ResNet-50 training, batch {batch} at {size}x{size}: ours {ours:.1f} img/s, keras.applications "
+          f"{theirs:.1f} img/s, ratio {ours / theirs:.3f}")
+    return out
+
+
+def bench_epoch(batch: int, steps: int | None) -> dict[str, Any]:
+    """Seconds per CIFAR-10-sized epoch (45,000 images) of cifar_resnet56, mixed precision x XLA."""
+    import keras
+    import numpy as np
+
+    from resnet import build_resnet, zoo_spec
+
+    rng = np.random.default_rng(0)
+    n = 45_000
+    steps_per_epoch = -(-n // batch)
+    steps = steps or steps_per_epoch
+    x = rng.integers(0, 255, size=(batch * 8, 32, 32, 3)).astype("float32")
+    y = rng.integers(0, 10, size=(batch * 8,))
+    out = {"batch": batch, "images_per_epoch": n, "measured_steps": steps, "runs": []}
+    for precision in ("float32", "mixed"):
+        for jit in (False, True):
+            keras.backend.clear_session()
+            on_gpu = any("GPU" in d for d in machine().get("devices", []))
+            policy = ("mixed_float16" if on_gpu else "mixed_bfloat16") if precision == "mixed" else "float32"
+            keras.mixed_precision.set_global_policy(policy)
+            model = build_resnet(zoo_spec("cifar_resnet56"), (32, 32, 3), 10)
+            rate = _throughput(model, x, y, batch, steps, jit)
+            seconds = n / rate
+            out["runs"].append({"policy": policy, "jit_compile": jit, "images_per_second": round(rate, 1),
+                                "seconds_per_epoch": round(seconds, 2)})
+            print(f"  {policy:<15} jit={str(jit):<5} {rate:9.1f} img/s  {seconds:8.1f} s/epoch", flush=True)
+    keras.mixed_precision.set_global_policy("float32")
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m tuning.bench", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="what", required=True)
+    m = sub.add_parser("memory", help="RSS of the search process over many trials")
+    m.add_argument("--trials", type=int, default=50)
+    m.add_argument("--results-dir", default=None, help="where the benchmark search writes (default: a temp dir)")
+    d = sub.add_parser("disk", help="size of a finished run folder")
+    d.add_argument("run_dir")
+    o = sub.add_parser("overhead", help="where a finished search's wall time went")
+    o.add_argument("run_dir")
+    t = sub.add_parser("throughput", help="our ResNet-50 vs keras.applications.ResNet50")
+    t.add_argument("--batch", type=int, default=32)
+    t.add_argument("--steps", type=int, default=10)
+    t.add_argument("--image-size", type=int, default=224)
+    t.add_argument("--jit", action="store_true")
+    t.add_argument("--repeats", type=int, default=2)
+    e = sub.add_parser("epoch", help="cifar_resnet56 seconds per epoch, mixed precision and XLA on/off")
+    e.add_argument("--batch", type=int, default=128)
+    e.add_argument("--steps", type=int, default=None, help="steps to time (default: a whole epoch)")
+    for sp in (m, d, o, t, e):
+        sp.add_argument("--out", help="write the figures as JSON here")
+    args = p.parse_args(argv)
+
+    from .runtime import import_tensorflow
+
+    import_tensorflow()
+    if args.what == "memory":
+        results_dir = pathlib.Path(args.results_dir or tempfile.mkdtemp(prefix="bench-memory-"))
+        figures = bench_memory(args.trials, results_dir)
+        figures["disk"] = bench_disk(results_dir / "memory")
+    elif args.what == "disk":
+        figures = bench_disk(pathlib.Path(args.run_dir))
+    elif args.what == "overhead":
+        figures = bench_overhead(pathlib.Path(args.run_dir))
+    elif args.what == "throughput":
+        figures = bench_throughput(args.batch, args.steps, args.image_size, args.jit, args.repeats)
+    else:
+        figures = bench_epoch(args.batch, args.steps)
+    figures = {"benchmark": args.what, "machine": machine(), "date": time.strftime("%Y-%m-%d"), **figures}
+    if args.out:
+        pathlib.Path(args.out).write_text(json.dumps(figures, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
