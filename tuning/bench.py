@@ -53,7 +53,9 @@ def machine() -> dict[str, Any]:
 
 def bench_memory(trials: int, results_dir: pathlib.Path) -> dict[str, Any]:
     """RSS after each finished trial of a long digits search (small space, 3-epoch budget)."""
-    from . import search as search_mod
+    import importlib
+
+    search_mod = importlib.import_module("tuning.search")  # `tuning.search` the attribute is the function
 
     samples: list[tuple[int, float]] = []
     peak = [0.0]

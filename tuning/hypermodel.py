@@ -99,16 +99,19 @@ class ResNetHyperModel(kt.HyperModel):
         max_epochs: the Hyperband budget; the cosine schedule spans it.
         sampler: an existing sampler for (space, data) to share; made if not given.
         jit_compile: passed to `Model.compile` (XLA; "auto" lets Keras decide).
+        seed: seeds the data order (per epoch) and the augmentation layers.
+        replicas: replicas a trial trains on (MirroredStrategy); batch sizes are per replica.
     """
 
     def __init__(self, space: Space, data: Data, max_epochs: int | None = None, sampler: Sampler | None = None,
-                 jit_compile: bool | str = False, seed: int = 0):
+                 jit_compile: bool | str = False, seed: int = 0, replicas: int = 1):
         super().__init__(name="resnet")
         self.space, self.data = space, data
         self.max_epochs = max_epochs or space.max_epochs
         self.sampler = sampler or Sampler(space, data.net_input_shape, data.num_classes)
         self.jit_compile = jit_compile
         self.seed = seed
+        self.replicas = replicas  # a trial's sampled batch size is per replica
         self._stats = data.normalization_stats()
 
     def declare_hyperparameters(self, hp: kt.HyperParameters) -> None:
@@ -176,7 +179,7 @@ class ResNetHyperModel(kt.HyperModel):
             raise TypeError("ResNetHyperModel.fit trains on the hypermodel's own data; pass no x/y")
         kwargs["shuffle"] = False  # the pipeline shuffles
         _, cfg = self.resolve(hp)
-        batch = batch_size or cfg.batch_size
+        batch = (batch_size or cfg.batch_size) * self.replicas
         train_split = "train+validation" if final else "train"
         train, steps = self.data.training_pipeline(train_split, batch, seed=self.seed, initial_epoch=initial_epoch,
                                                    epochs=epochs)

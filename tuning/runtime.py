@@ -58,6 +58,48 @@ def import_tensorflow(verbose: bool = False):
     return tf
 
 
+def select_gpus(gpus: str | None) -> None:
+    """Restrict this process to the given GPU indices (``"0,1"``); must run before TensorFlow loads."""
+    if gpus is None:
+        return
+    if "tensorflow" in sys.modules:
+        import tensorflow as tf
+
+        wanted = {int(g) for g in gpus.split(",") if g.strip()}
+        devices = tf.config.list_physical_devices("GPU")
+        tf.config.set_visible_devices([d for i, d in enumerate(devices) if i in wanted], "GPU")
+    else:
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpus
+
+
+def setup_devices(precision: str = "auto", jit: bool | None = None) -> dict:
+    """Memory growth on every GPU (so several workers can share one), the precision policy and
+    XLA. ``auto`` means mixed precision and XLA on a GPU, float32 and no XLA on a CPU.
+
+    Returns what was chosen: ``{"gpus", "policy", "jit"}``.
+    """
+    import keras
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    for gpu in gpus:
+        with contextlib.suppress(RuntimeError):  # already initialised: growth can no longer change
+            tf.config.experimental.set_memory_growth(gpu, True)
+    if precision == "auto":
+        policy = "mixed_float16" if gpus else "float32"
+    elif precision == "mixed":
+        # float16 has no fast kernels on CPUs; bfloat16 is what mixed precision means there.
+        policy = "mixed_float16" if gpus else "mixed_bfloat16"
+    elif precision == "bfloat16":
+        policy = "mixed_bfloat16"
+    elif precision == "float32":
+        policy = "float32"
+    else:
+        raise ValueError(f"precision={precision!r} is invalid: expected auto, float32, mixed or bfloat16")
+    keras.mixed_precision.set_global_policy(policy)
+    return {"gpus": [g.name for g in gpus], "policy": policy, "jit": bool(gpus) if jit is None else jit}
+
+
 def versions() -> dict[str, str]:
     """Versions of Python and the libraries a run depends on."""
     from importlib import metadata

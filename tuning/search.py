@@ -55,6 +55,13 @@ def _check_positive(name: str, value, minimum: int = 1) -> None:
         raise UsageError(f"{name} = {value!r} is invalid: it must be an integer >= {minimum}")
 
 
+def _role() -> str:
+    """``standalone``, or keras-tuner's ``chief`` / ``worker`` when its distributed variables are set."""
+    if "KERASTUNER_ORACLE_IP" not in os.environ:
+        return "standalone"
+    return "chief" if os.environ.get("KERASTUNER_TUNER_ID") == "chief" else "worker"
+
+
 def search(
     space: str | os.PathLike = "small",
     dataset: str | None = None,
@@ -69,8 +76,12 @@ def search(
     verbose: bool = False,
     image_size: Sequence[int] | None = None,
     skip_bad_images: bool = False,
+    precision: str = "auto",
+    jit: bool | None = None,
+    gpus: str | None = None,
+    strategy: str | None = None,
     log: Callable[[str], None] | None = None,
-) -> SearchResult:
+) -> SearchResult | None:
     """Run (or resume) a Hyperband search over a space of ResNets.
 
     Args:
@@ -85,10 +96,17 @@ def search(
         verbose: show TensorFlow's start-up log and keras-tuner's messages.
         image_size: (height, width) the network sees; images are resized inside the model.
         skip_bad_images: leave out unreadable images of an image folder instead of stopping.
+        precision: ``auto`` (mixed float16 on a GPU, float32 on a CPU), ``float32``, ``mixed``
+            or ``bfloat16``; the softmax head always computes in float32.
+        jit: XLA-compile the training step; default: on a GPU only.
+        gpus: GPU indices to use, e.g. ``"0,1"`` (default: all).
+        strategy: ``"mirrored"`` to train every trial on all visible GPUs
+            (``tf.distribute.MirroredStrategy``); batch sizes are then per replica.
         log: where progress lines go (default: this process's stdout at the time of the call).
 
     Returns:
-        A `SearchResult` with best.json's and summary.json's contents and the leaderboard.
+        A `SearchResult` with best.json's and summary.json's contents and the leaderboard (None
+        in a keras-tuner worker process, which only runs trials).
 
     Raises:
         UsageError, SpaceError, DataError (all `ValueError`): bad input; nothing was changed.
@@ -111,6 +129,12 @@ def search(
         if len(image_size) != 2 or not all(isinstance(s, int) and s >= 1 for s in image_size):
             raise UsageError(f"image_size = {image_size!r} is invalid: give a positive size or (height, width)")
         image_size = tuple(image_size)
+    if precision not in PRECISIONS:
+        raise UsageError(f"precision = {precision!r} is invalid: choose from {', '.join(PRECISIONS)}")
+    if strategy not in (None, "none", "mirrored"):
+        raise UsageError(f"strategy = {strategy!r} is invalid: choose mirrored (or leave it out)")
+    if gpus is not None and not all(g.strip().isdigit() for g in str(gpus).split(",")):
+        raise UsageError(f"gpus = {gpus!r} is invalid: give GPU indices such as 0 or 0,1")
     sp = load_space(space)
     dataset = dataset or sp.dataset
     if not dataset:
@@ -127,97 +151,154 @@ def search(
     run_info = {"space": sp.name, "space_file": str(sp.path), "dataset": dataset, "seed": seed,
                 "max_epochs": max_epochs, "factor": factor, "iterations": iterations,
                 "image_size": list(image_size) if image_size else None}
+    role = _role()
     from .lock import check_lock, run_lock
 
-    check_lock(run_dir)  # another search on this folder: refuse now, before any work
-    resuming = _check_existing_run(run_dir, run_info, overwrite)
-    _check_writable(pathlib.Path(results_dir))
+    resuming = False
+    if role != "worker":  # the chief checks and locks the folder; its workers share it
+        check_lock(run_dir)  # another search on this folder: refuse now, before any work
+        resuming = _check_existing_run(run_dir, run_info, overwrite)
+        _check_writable(pathlib.Path(results_dir))
 
-    from .runtime import import_tensorflow
+    from .runtime import import_tensorflow, select_gpus, setup_devices
 
+    select_gpus(gpus)
     import_tensorflow(verbose)  # before anything imports keras, so its start-up noise stays hidden
     from .data import load_data
 
     data = load_data(dataset, seed=seed, image_size=image_size, skip_bad_images=skip_bad_images)
     sampler = Sampler(sp, data.net_input_shape, data.num_classes)
-    if sampler.note:
+    if sampler.note and role != "worker":
         log(f"note: {sampler.note}")
     if data.skipped:
         log(f"note: skipped {len(data.skipped)} unreadable image(s), first {data.skipped[0]}")
-
+    devices = setup_devices(precision, jit)
+    opts = _Options(run_dir, run_info, sp, data, sampler, resuming, seed, max_epochs, factor, iterations, name,
+                    verbose, log, t_start, role, devices, strategy if strategy != "none" else None)
+    if role == "worker":
+        return _run(opts)
     with run_lock(run_dir):
         if overwrite:
             _clear_run(run_dir)
-        return _run(run_dir, run_info, sp, data, sampler, resuming, seed, max_epochs, factor, iterations, name,
-                    verbose, log, t_start)
+        return _run(opts)
 
 
-def _run(run_dir, run_info, sp, data, sampler, resuming, seed, max_epochs, factor, iterations, name, verbose, log,
-         t_start) -> SearchResult:
+PRECISIONS = ("auto", "float32", "mixed", "bfloat16")
+
+
+@dataclasses.dataclass
+class _Options:
+    run_dir: pathlib.Path
+    run_info: dict
+    space: Any
+    data: Any
+    sampler: Any
+    resuming: bool
+    seed: int
+    max_epochs: int
+    factor: int
+    iterations: int
+    name: str
+    verbose: bool
+    log: Callable[[str], None]
+    t_start: float
+    role: str
+    devices: dict
+    strategy: str | None
+
+
+def _run(o: _Options) -> SearchResult | None:
     from . import results as res
     from .hypermodel import ResNetHyperModel
     from .runtime import versions
+    from .tensorboard_log import write_experiment_config
     from .tuner import ResNetTuner
 
+    run_dir, data, sp, log = o.run_dir, o.data, o.space, o.log
+    worker = o.role == "worker"
     state_path = run_dir / "state.json"
-    state = json.loads(state_path.read_text()) if resuming and state_path.exists() else {"sessions": []}
-    res.write_json(run_dir / "run.json", {**run_info, "space_text": sp.text, "created": state.get(
-        "created", time.strftime("%Y-%m-%dT%H:%M:%S%z")), "split": data.split, "sizes": data.sizes(),
-        "input_shape": list(data.input_shape), "classes": data.class_names})
+    state = json.loads(state_path.read_text()) if o.resuming and state_path.exists() else {"sessions": []}
+    if not worker:
+        res.write_json(run_dir / "run.json", {**o.run_info, "space_text": sp.text, "created": state.get(
+            "created", time.strftime("%Y-%m-%dT%H:%M:%S%z")), "split": data.split, "sizes": data.sizes(),
+            "input_shape": list(data.input_shape), "classes": data.class_names})
     state.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
 
-    hypermodel = ResNetHyperModel(sp, data, max_epochs=max_epochs, sampler=sampler, seed=seed)
-    records = res.load_records(run_dir)
+    tuner_kwargs = {}
+    replicas = 1
+    if o.strategy == "mirrored":
+        import tensorflow as tf
+
+        strategy = tf.distribute.MirroredStrategy()
+        replicas = strategy.num_replicas_in_sync
+        tuner_kwargs["distribution_strategy"] = strategy
+    hypermodel = ResNetHyperModel(sp, data, max_epochs=o.max_epochs, sampler=o.sampler, seed=o.seed,
+                                  jit_compile=o.devices["jit"], replicas=replicas)
     previous_wall = sum(s.get("wall_seconds", 0.0) for s in state["sessions"])
-    session = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "wall_seconds": 0.0}
+    session = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "wall_seconds": 0.0, "role": o.role}
     state["sessions"].append(session)
 
     def on_trial_done(tuner, trial, record):
-        records[record["trial_id"]] = record
         res.save_record(run_dir, record)
+        records = res.load_records(run_dir)  # every worker's trials, not only this process's
         res.write_leaderboard(run_dir, records.values())
-        session["wall_seconds"] = round(time.time() - t_start, 3)
-        res.write_json(state_path, state)
-        _progress(log, tuner, records, record, previous_wall + time.time() - t_start)
+        if not worker:
+            session["wall_seconds"] = round(time.time() - o.t_start, 3)
+            res.write_json(state_path, state)
+        _progress(log, tuner, records, record, previous_wall + time.time() - o.t_start)
 
     from keras_tuner.src import config as kt_config
 
-    kt_config.DEBUG = verbose  # keras-tuner prints every failed trial's traceback when DEBUG is on
-    quiet = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO())
+    kt_config.DEBUG = o.verbose  # keras-tuner prints every failed trial's traceback when DEBUG is on
+    quiet = contextlib.nullcontext() if o.verbose else contextlib.redirect_stdout(io.StringIO())
     with quiet:  # keras-tuner prints "Reloading Tuner from ..." and search banners
-        tuner = ResNetTuner(hypermodel, run_dir, max_epochs=max_epochs, factor=factor, iterations=iterations,
-                            seed=seed, on_trial_done=on_trial_done, overwrite=False)
+        tuner = ResNetTuner(hypermodel, run_dir, max_epochs=o.max_epochs, factor=o.factor, iterations=o.iterations,
+                            seed=o.seed, on_trial_done=on_trial_done, overwrite=False, **tuner_kwargs)
+    records = res.load_records(run_dir)
     tuner.records.update(records)
-    planned = len(tuner.oracle.planned_trials())
-    if resuming:
-        log(f"resuming {run_dir}: {len(records)} of {planned} trials already done")
+    planned = len(tuner.planned)
+    device = (f"{len(o.devices['gpus'])} GPU(s)" if o.devices["gpus"] else "CPU") + \
+        f", {o.devices['policy']}" + (", XLA" if o.devices["jit"] else "")
+    if worker:
+        log(f"worker {os.environ.get('KERASTUNER_TUNER_ID')} on {device}: running trials for {run_dir}")
+    elif o.resuming:
+        log(f"resuming {run_dir}: {len(records)} of {planned} trials already done ({device})")
     else:
         log(f"searching space {sp.name!r} on {data.name} ({data.sizes()['train']} train / "
             f"{data.sizes()['validation']} validation images, {data.net_input_shape[0]}x{data.net_input_shape[1]}"
-            f"x{data.net_input_shape[2]}, {data.num_classes} classes): Hyperband max_epochs={max_epochs} "
-            f"factor={factor} iterations={iterations}, {planned} trials; results in {run_dir}")
+            f"x{data.net_input_shape[2]}, {data.num_classes} classes): Hyperband max_epochs={o.max_epochs} "
+            f"factor={o.factor} iterations={o.iterations}, {planned} trials on {device}; results in {run_dir}")
+    if replicas > 1 or o.strategy:
+        log(f"mirrored over {replicas} replica(s): each trial's sampled batch size is per replica, so the "
+            f"global batch is {replicas}x the batch_size in the leaderboard")
+    if not worker and not any(tuner.logdir.glob("events.out.tfevents.*")):
+        write_experiment_config(tuner.logdir, tuner.oracle.get_space().space, o.sampler.aliases)
     try:
         with quiet:
-            tuner.search(verbose=1 if verbose else 0)
+            tuner.search(verbose=1 if o.verbose else 0)
     except KeyboardInterrupt:
-        elapsed = previous_wall + time.time() - t_start
-        log(f"interrupted after {len(records)} of {planned} trials ({_fmt_time(elapsed)}); finished trials are "
+        elapsed = previous_wall + time.time() - o.t_start
+        done = len(res.load_records(run_dir))
+        log(f"interrupted after {done} of {planned} trials ({_fmt_time(elapsed)}); finished trials are "
             "saved and the trial in progress resumes from its last completed epoch")
-        session["wall_seconds"] = round(time.time() - t_start, 3)
-        res.write_json(state_path, state)
+        if not worker:
+            session["wall_seconds"] = round(time.time() - o.t_start, 3)
+            res.write_json(state_path, state)
         raise
+    if worker:
+        return None
 
+    records = res.load_records(run_dir)
     best_trials = tuner.oracle.get_best_trials(1)
     if not best_trials or best_trials[0].score is None:
         raise RuntimeError(f"no trial of {run_dir} completed; see the errors in {run_dir / 'leaderboard.md'}")
-    best_trial = best_trials[0]
-    best = _best(tuner, best_trial, records, data, run_dir)
-    session["wall_seconds"] = round(time.time() - t_start, 3)
+    best = _best(tuner, best_trials[0], records, data, run_dir)
+    session["wall_seconds"] = round(time.time() - o.t_start, 3)
     res.write_json(state_path, state)
     fit_seconds = sum(r.get("fit_seconds", 0.0) for r in records.values()) + best.get("test_eval_seconds", 0.0)
     wall = previous_wall + session["wall_seconds"]
     summary = {
-        "name": name, "space": sp.name, "dataset": data.name, "seed": seed,
+        "name": o.name, "space": sp.name, "dataset": data.name, "seed": o.seed,
         "trials": len(records), "planned_trials": planned,
         "completed_trials": sum(r.get("status") == "COMPLETED" for r in records.values()),
         "rejected_draws": tuner.oracle.rejected,
@@ -225,7 +306,8 @@ def _run(run_dir, run_info, sp, data, sampler, resuming, seed, max_epochs, facto
         "fit_share": round(fit_seconds / wall, 3) if wall else None,
         "best_trial": best["trial_id"], "best_val_accuracy": best["val_accuracy"],
         "best_test_accuracy": best["test_accuracy"],
-        "hyperband": {"max_epochs": max_epochs, "factor": factor, "iterations": iterations},
+        "hyperband": {"max_epochs": o.max_epochs, "factor": o.factor, "iterations": o.iterations},
+        "devices": o.devices, "replicas": replicas,
         "sizes": data.sizes(), "input_shape": list(data.input_shape), "versions": versions(),
     }
     res.write_summary(run_dir, summary)
@@ -244,7 +326,7 @@ def _run(run_dir, run_info, sp, data, sampler, resuming, seed, max_epochs, facto
     log(f"results: {run_dir}/leaderboard.md, best.json, summary.json, report/report.md")
     log(f"view the trials: {tb_cmd}")
     _, rows = res.leaderboard_rows(records.values())
-    return SearchResult(name, run_dir, best, summary, rows, tb_cmd)
+    return SearchResult(o.name, run_dir, best, summary, rows, tb_cmd)
 
 
 def _best(tuner, trial, records, data, run_dir: pathlib.Path) -> dict[str, Any]:
@@ -282,7 +364,7 @@ def _best(tuner, trial, records, data, run_dir: pathlib.Path) -> dict[str, Any]:
 
 
 def _progress(log, tuner, records, record, elapsed: float) -> None:
-    planned = tuner.oracle.planned_trials()
+    planned = tuner.planned
     done = len(records)
     # Work = epochs trained + one epoch's worth of per-trial overhead.
     work_done = sum(r.get("epochs", 1) - r.get("initial_epoch", 0) + 1 for r in records.values())
@@ -390,6 +472,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="delete an existing run of this name and start "
                    "afresh (default: resume it)")
     p.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up log and keras-tuner's output")
+    g = p.add_argument_group("devices and scale-out")
+    g.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="auto (default): mixed float16 on a GPU, float32 on a CPU; mixed: mixed_float16 on a GPU, "
+                        "mixed_bfloat16 on a CPU; bfloat16; float32. The output layer stays float32")
+    g.add_argument("--jit", action=argparse.BooleanOptionalAction, default=None,
+                   help="XLA-compile the training step (default: on a GPU, off on a CPU)")
+    g.add_argument("--gpus", metavar="0,1", help="GPU indices to use (default: all visible)")
+    g.add_argument("--strategy", choices=("mirrored",), help="mirrored: train every trial on all visible GPUs "
+                   "(tf.distribute.MirroredStrategy); batch sizes are then per replica")
+    g.add_argument("--workers", type=int, metavar="N", help="run keras-tuner's chief and N workers on this host "
+                   "(one GPU each where there are GPUs) and gather their output")
     return p
 
 
@@ -410,11 +503,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .data import DataError
     from .errors import SystematicFailure
 
+    if args.workers is not None:
+        if args.workers < 1:
+            print(f"error: --workers {args.workers} is invalid: give at least 1 (or leave it out)", file=sys.stderr)
+            return 2
+        if "KERASTUNER_TUNER_ID" in os.environ:
+            print("error: --workers starts its own chief and workers; unset KERASTUNER_TUNER_ID", file=sys.stderr)
+            return 2
+        from .distributed import launch
+
+        try:
+            return launch(sys.argv[1:] if argv is None else list(argv), args.workers, args.gpus,
+                          out=lambda line: print(line, flush=True))
+        except KeyboardInterrupt:
+            return 130
     try:
         search(args.space, args.dataset, max_epochs=args.max_epochs, factor=args.factor,
                iterations=args.iterations, results_dir=args.results_dir, name=args.name, seed=args.seed,
                overwrite=args.overwrite, verbose=args.verbose, image_size=args.image_size,
-               skip_bad_images=args.skip_bad_images)
+               skip_bad_images=args.skip_bad_images, precision=args.precision, jit=args.jit, gpus=args.gpus,
+               strategy=args.strategy)
     except (UsageError, SpaceError, DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -34,7 +34,7 @@ from .errors import SystematicFailure
 from .faults import FaultInjector, fault_for
 from .hypermodel import ResNetHyperModel
 from .runtime import write_json
-from .tensorboard_log import TrialLogger, tensorboard_callback, write_experiment_config, write_status
+from .tensorboard_log import TrialLogger, tensorboard_callback, write_status
 
 MAX_DRAWS = 1000
 SAME_ERROR_LIMIT = 3      # this many consecutive failures with one error: systematic, stop
@@ -183,6 +183,13 @@ class ResNetOracle(HyperbandOracle):
         self.lineage = state.get("lineage", {})
         self.bracket_runs = state.get("bracket_runs", {})
 
+    def end_trial(self, trial):
+        try:
+            super().end_trial(trial)
+        finally:  # here, so that in distributed tuning the chief prunes for every worker
+            for dead in self.dead_checkpoints():
+                pathlib.Path(self._get_trial_dir(dead), "checkpoint.weights.h5").unlink(missing_ok=True)
+
     # keras-tuner writes these files in place; a kill mid-write would corrupt them.
     def save(self):
         write_json(self._get_oracle_fname(), self.get_state())
@@ -262,6 +269,7 @@ class ResNetTuner(kt.Hyperband):
         self.seed = seed
         self.on_trial_done = on_trial_done
         self.records: dict[str, dict[str, Any]] = {}
+        self.planned = oracle.planned_trials()  # a worker's oracle becomes a client that cannot say
         self._resume_weights: pathlib.Path | None = None
         kt.Tuner.__init__(self, oracle=oracle, hypermodel=hypermodel, directory=str(self.results_dir),
                           project_name="tuner", overwrite=overwrite, **kwargs)
@@ -277,22 +285,29 @@ class ResNetTuner(kt.Hyperband):
     def _configure_tensorboard_dir(self, callbacks, trial, execution=0):
         return
 
+    # keras-tuner's loop asks again at once when the oracle answers "idle" (another worker's
+    # trial must finish before the next promotion): wait a second between such requests.
+    def pre_create_trial(self):
+        if getattr(self, "_waiting", False):
+            time.sleep(1.0)
+        self._waiting = True
+
+    def on_trial_begin(self, trial):
+        self._waiting = False
+        super().on_trial_begin(trial)
+
     def save(self):
         if not self._is_worker():
             self.oracle.save()
         write_json(self._get_tuner_fname(), self.get_state())
 
-    def on_search_begin(self):
-        super().on_search_begin()
-        if not any(self.logdir.glob("events.out.tfevents.*")):
-            write_experiment_config(self.logdir, self.oracle.get_space().space, self.hypermodel.sampler.aliases)
-
     def run_name(self, trial_id: str) -> str:
         """A configuration's TensorBoard run: named after the trial that first sampled it."""
-        root = trial_id
+        root, values = trial_id, None
         while True:
-            parent = self.oracle.trials[root].hyperparameters.values.get("tuner/trial_id")
-            if parent is None or parent not in self.oracle.trials:
+            values = self.oracle.get_trial(root).hyperparameters.values  # works through a worker's client too
+            parent = values.get("tuner/trial_id")
+            if parent is None:
                 return f"trial_{root}"
             root = parent
 
@@ -330,7 +345,7 @@ class ResNetTuner(kt.Hyperband):
         checkpoint = tuner_utils.SaveBestEpoch(self.oracle.objective, self._get_checkpoint_fname(trial.trial_id))
         if resume is not None and resume.get("best") is not None:
             checkpoint.best_value = resume["best"]
-        best_before = self.oracle.trials[parent].score if parent in self.oracle.trials else None
+        best_before = self.oracle.get_trial(parent).score if parent is not None else None
         if resume is not None and resume.get("best") is not None:
             best_before = max(best_before or 0.0, resume["best"])
         fault = fault_for(trial.trial_id)
@@ -404,9 +419,10 @@ class ResNetTuner(kt.Hyperband):
     def _after_trial(self, trial):
         record = self.records.setdefault(trial.trial_id, {"trial_id": trial.trial_id})
         record["seconds"] = round(time.time() - record.get("started", time.time()), 3)
-        record["status"] = trial.status
-        record["val_accuracy"] = trial.score
-        record["best_step"] = trial.best_step
+        ended = self.oracle.get_trial(trial.trial_id)  # the oracle's view: a worker's own copy has no score
+        record["status"] = ended.status
+        record["val_accuracy"] = ended.score
+        record["best_step"] = ended.best_step
         trial_dir = pathlib.Path(self.get_trial_dir(trial.trial_id))
         if trial.status in ("COMPLETED", "FAILED", "INVALID"):
             clear_resume(trial_dir)
@@ -414,9 +430,6 @@ class ResNetTuner(kt.Hyperband):
             record["error"] = _last_line(trial.message)
             if "run" in record:
                 write_status(self.logdir / record["run"], f"trial {trial.trial_id} {trial.status}: {record['error']}")
-        if isinstance(self.oracle, ResNetOracle):  # the chief's oracle (a worker holds a client)
-            for dead in self.oracle.dead_checkpoints():
-                pathlib.Path(self._get_checkpoint_fname(dead)).unlink(missing_ok=True)
         if self.on_trial_done:
             self.on_trial_done(self, trial, record)
 

@@ -1,0 +1,131 @@
+"""GPU options degrade cleanly on a CPU; keras-tuner's chief and workers run a search together."""
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def test_devices_default_to_float32_without_xla_on_cpu():
+    import keras
+
+    from tuning.runtime import setup_devices
+
+    try:
+        assert setup_devices("auto") == {"gpus": [], "policy": "float32", "jit": False}
+        assert setup_devices("mixed")["policy"] == "mixed_bfloat16"  # float16 has no fast CPU kernels
+        assert setup_devices("bfloat16", jit=True) == {"gpus": [], "policy": "mixed_bfloat16", "jit": True}
+        with pytest.raises(ValueError, match="precision='half'"):
+            setup_devices("half")
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def test_mixed_precision_and_mirrored_strategy_search_on_cpu(tiny_space, tmp_path):
+    import keras
+
+    import tuning
+
+    lines = []
+    try:
+        result = tuning.search(space=tiny_space, results_dir=tmp_path, precision="mixed", strategy="mirrored",
+                               max_epochs=1, log=lines.append)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert result.summary["devices"]["policy"] == "mixed_bfloat16" and result.summary["replicas"] == 1
+    assert any("mirrored over 1 replica" in line for line in lines)
+    assert result.summary["completed_trials"] == result.summary["trials"] >= 1
+    # The softmax head stays float32 under mixed precision; the export is a float32 model.
+    from tuning.export import export
+
+    card = export(result.run_dir, formats=("keras",), log=lambda s: None).card
+    model = keras.saving.load_model(result.run_dir / "export" / "model.keras", safe_mode=True)
+    assert model.get_layer("head_dense").dtype_policy.compute_dtype == "float32"
+    assert 0 <= card["test_accuracy"] <= 1
+
+
+def test_xla_training_step_runs_on_cpu():
+    import keras_tuner as kt
+
+    from search_spaces import load_space
+    from tuning.data import load_digits
+    from tuning.hypermodel import ResNetHyperModel
+
+    hm = ResNetHyperModel(load_space("small"), load_digits(0), jit_compile=True)
+    hp = kt.HyperParameters()
+    hp.Fixed("depth", 2)
+    model = hm.build(hp)
+    history = hm.fit(hp, model, epochs=1)
+    assert model.jit_compile and len(history.history["loss"]) == 1
+
+
+def _worker_pids(results: pathlib.Path) -> list[int]:
+    pids = []
+    for proc in pathlib.Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes().split(b"\0")
+            env = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if str(results).encode() in cmd and any(e.startswith(b"KERASTUNER_TUNER_ID=tuner") for e in env):
+            pids.append(int(proc.name))
+    return pids
+
+
+def test_chief_and_two_workers_each_trial_once_even_when_workers_die(tiny_space, tmp_path):
+    results = tmp_path / "results"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TUNING_FAULTS": json.dumps({"0002": "hang@0"})}
+    proc = subprocess.Popen([sys.executable, "-m", "tuning.search", "--space", tiny_space, "--results-dir",
+                             str(results), "--workers", "2"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    run_dir = results / "tiny-digits"
+    t0 = time.time()
+    while not (run_dir / "tuner" / "trial_0002" / "resume.json").exists():
+        assert proc.poll() is None, proc.communicate()[0][-3000:]
+        assert time.time() - t0 < 300
+        time.sleep(0.3)
+    time.sleep(0.5)
+    killed = _worker_pids(results)
+    assert len(killed) == 2
+    for pid in killed:  # both workers die in the middle of their trials
+        os.kill(pid, signal.SIGKILL)
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out[-4000:]
+    assert out.count("starting it again") == 2
+    assert "[worker0] trial " in out and "[worker1] trial " in out
+
+    records = [json.loads(p.read_text()) for p in (run_dir / "trials").glob("*.json")]
+    planned = json.loads((run_dir / "summary.json").read_text())["planned_trials"]
+    ids = [r["trial_id"] for r in records]
+    assert sorted(ids) == sorted(set(ids)) and len(ids) == planned == 5  # every trial exactly once
+    assert sorted(p.name for p in (run_dir / "tuner").glob("trial_*")) == [f"trial_{i}" for i in sorted(ids)]
+    assert all(r["status"] == "COMPLETED" for r in records)
+    resumed = json.loads((run_dir / "trials" / "0002.json").read_text())
+    assert resumed["resumed_from_epoch"] == 1  # run again from its last completed epoch
+    for r in records:  # keras-tuner's own record agrees: each trial ended once, completed
+        state = json.loads((run_dir / "tuner" / f"trial_{r['trial_id']}" / "trial.json").read_text())
+        assert state["status"] == "COMPLETED"
+    assert (run_dir / "leaderboard.csv").read_text().count("\n") == 1 + planned
+    from .test_search import read_tensorboard
+
+    _, sessions, experiment, scalars = read_tensorboard(run_dir / "tensorboard")
+    assert set(sessions) == {r["run"] for r in records} and experiment is not None
+    for r in records:
+        steps = [s for s, _ in scalars(f"{r['run']}/validation", "epoch_accuracy")]
+        assert max(steps) + 1 >= r["epochs"]
+    assert not (run_dir / ".lock").exists()
+
+
+def test_workers_flag_rejects_zero(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "tuning.search", "--workers", "0", "--results-dir", str(tmp_path)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "--workers 0" in out.stderr

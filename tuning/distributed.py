@@ -1,0 +1,146 @@
+"""`python -m tuning.search ... --workers N`: keras-tuner's chief and N workers on this host.
+
+The chief runs the oracle (the Hyperband bookkeeping) as a gRPC server and trains nothing;
+each worker asks it for trials, trains them (one GPU each where there are GPUs) and reports
+back. They share the results folder. A worker that dies (killed, out of memory) is started
+again under the same tuner id, so the chief hands it back its unfinished trial, which resumes
+from its last completed epoch.
+
+On several hosts sharing one filesystem, start the same command by hand with keras-tuner's
+variables (see the README): ``KERASTUNER_TUNER_ID=chief`` on one host, ``tuner0``, ``tuner1``,
+... on the others, all with ``KERASTUNER_ORACLE_IP`` / ``KERASTUNER_ORACLE_PORT`` of the chief.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+MAX_RESTARTS = 3
+
+
+def free_port(ip: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((ip, 0))
+        return s.getsockname()[1]
+
+
+def listening(ip: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.5)
+        return s.connect_ex((ip, port)) == 0
+
+
+def visible_gpus(gpus: str | None) -> list[str]:
+    """GPU indices to hand out, one per worker: ``--gpus``, else what nvidia-smi lists."""
+    if gpus:
+        return [g.strip() for g in gpus.split(",") if g.strip()]
+    if "CUDA_VISIBLE_DEVICES" in os.environ:
+        return [g for g in os.environ["CUDA_VISIBLE_DEVICES"].split(",") if g.strip()]
+    if shutil.which("nvidia-smi"):
+        try:
+            out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20).stdout
+        except (OSError, subprocess.SubprocessError):
+            return []
+        return [str(i) for i, line in enumerate(out.splitlines()) if line.startswith("GPU ")]
+    return []
+
+
+class _Process:
+    def __init__(self, name: str, cmd: list[str], env: dict, out: Callable[[str], None]):
+        self.name, self.cmd, self.env, self.out = name, cmd, env, out
+        self.restarts = 0
+        self.start()
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self.cmd, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True, bufsize=1)
+        self.thread = threading.Thread(target=self._pump, daemon=True)
+        self.thread.start()
+
+    def _pump(self) -> None:
+        for line in self.proc.stdout:
+            self.out(f"[{self.name}] {line.rstrip()}")
+
+    def poll(self):
+        return self.proc.poll()
+
+
+def _strip(argv: Sequence[str], flags: dict[str, bool]) -> list[str]:
+    """`argv` without the launcher's own flags (flag -> takes a value)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        name = a.split("=", 1)[0]
+        if name in flags:
+            skip = flags[name] and "=" not in a
+            continue
+        out.append(a)
+    return out
+
+
+def launch(argv: Sequence[str], workers: int, gpus: str | None, out: Callable[[str], None] = print) -> int:
+    """Run the chief and `workers` workers of the search `argv`; return the chief's exit status."""
+    ip = os.environ.get("KERASTUNER_ORACLE_IP", "127.0.0.1")
+    port = int(os.environ.get("KERASTUNER_ORACLE_PORT") or free_port(ip))
+    env = {**os.environ, "KERASTUNER_ORACLE_IP": ip, "KERASTUNER_ORACLE_PORT": str(port),
+           "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "tuning.search", *_strip(argv, {"--workers": True, "--gpus": True})]
+    devices = visible_gpus(gpus)
+    out(f"chief on {ip}:{port}, {workers} worker(s)"
+        + (f" on GPU(s) {', '.join(devices[i % len(devices)] for i in range(workers))}" if devices else " on CPU"))
+    # The chief only keeps the books: keep it off the GPUs.
+    chief = _Process("chief", cmd, {**env, "KERASTUNER_TUNER_ID": "chief", "CUDA_VISIBLE_DEVICES": ""}, out)
+    deadline = time.time() + 600
+    while not listening(ip, port):  # wait for the oracle (or for the chief to refuse bad input)
+        if chief.poll() is not None:
+            chief.thread.join(5)
+            return chief.proc.returncode
+        if time.time() > deadline:
+            chief.proc.kill()
+            out("[launcher] the chief did not start its oracle within 10 minutes")
+            return 1
+        time.sleep(0.3)
+    pool = []
+    for i in range(workers):
+        wenv = {**env, "KERASTUNER_TUNER_ID": f"tuner{i}"}
+        if devices:
+            wenv["CUDA_VISIBLE_DEVICES"] = devices[i % len(devices)]
+        pool.append(_Process(f"worker{i}", cmd, wenv, out))
+    try:
+        while chief.poll() is None:
+            for w in pool:
+                rc = w.poll()
+                if rc is not None and rc != 0 and w.restarts < MAX_RESTARTS:
+                    w.restarts += 1
+                    out(f"[launcher] {w.name} exited with status {rc}; starting it again "
+                        f"({w.restarts}/{MAX_RESTARTS}): its trial is run again from its last completed epoch")
+                    w.start()
+            if pool and all(w.poll() is not None and w.restarts >= MAX_RESTARTS and w.poll() != 0 for w in pool):
+                out("[launcher] every worker keeps failing; stopping the chief")
+                chief.proc.terminate()
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        for p in [chief, *pool]:
+            if p.poll() is None:
+                p.proc.send_signal(2)
+        for p in [chief, *pool]:
+            p.proc.wait(60)
+        raise
+    for w in pool:
+        try:
+            w.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            w.proc.terminate()
+    chief.thread.join(5)
+    for w in pool:
+        w.thread.join(5)
+    return chief.proc.returncode
