@@ -213,6 +213,17 @@ def _table(data: Mapping, key: str, path: pathlib.Path, allowed_keys) -> dict:
     return table
 
 
+def _sub_table(train_t: Mapping, key: str, uses: tuple, who: str, path: pathlib.Path) -> dict[str, Param]:
+    """A ``[training.<optimizer or schedule>]`` table: only the keys `who` uses."""
+    sub = train_t.get(key, {})
+    if not isinstance(sub, dict):
+        raise SpaceError(f"{path}: [training.{key}] must be a table")
+    bad = sorted(set(sub) - set(uses))
+    if bad:
+        raise SpaceError(f"{path}: [training.{key}] has key(s) {bad} that {who} does not use; allowed: {list(uses)}")
+    return {k: parse_param(v, f"training.{key}.{k}", path, *TRAIN_KEYS[k]) for k, v in sub.items()}
+
+
 def _int_setting(table: Mapping, key: str, table_name: str, path: pathlib.Path, default, minimum: int):
     v = table.get(key, default)
     if v is None:
@@ -314,27 +325,9 @@ def parse_space(text: str, path: str | pathlib.Path, name: str | None = None) ->
             train[key] = parse_param(train_t[key], f"training.{key}", path, check, allowed)
         else:
             train[key] = Param("fixed", (TRAIN_DEFAULTS[key],))
-    per_optimizer: dict[str, dict[str, Param]] = {}
-    for opt in OPTIMIZERS:
-        sub = train_t.get(opt, {})
-        if not isinstance(sub, dict):
-            raise SpaceError(f"{path}: [training.{opt}] must be a table")
-        bad = sorted(set(sub) - set(OPTIMIZER_USES[opt]))
-        if bad:
-            raise SpaceError(f"{path}: [training.{opt}] has key(s) {bad} that {opt} does not use; "
-                             f"allowed: {list(OPTIMIZER_USES[opt])}")
-        per_optimizer[opt] = {k: parse_param(v, f"training.{opt}.{k}", path, *TRAIN_KEYS[k]) for k, v in sub.items()}
-    per_schedule: dict[str, dict[str, Param]] = {}
-    for sched in SCHEDULES:
-        sub = train_t.get(sched, {})
-        if not isinstance(sub, dict):
-            raise SpaceError(f"{path}: [training.{sched}] must be a table")
-        bad = sorted(set(sub) - set(SCHEDULE_USES[sched]))
-        if bad:
-            raise SpaceError(f"{path}: [training.{sched}] has key(s) {bad} that the {sched} schedule does not use; "
-                             f"allowed: {list(SCHEDULE_USES[sched])}")
-        per_schedule[sched] = {k: parse_param(v, f"training.{sched}.{k}", path, *TRAIN_KEYS[k])
-                               for k, v in sub.items()}
+    per_optimizer = {opt: _sub_table(train_t, opt, OPTIMIZER_USES[opt], opt, path) for opt in OPTIMIZERS}
+    per_schedule = {sched: _sub_table(train_t, sched, SCHEDULE_USES[sched], f"the {sched} schedule", path)
+                    for sched in SCHEDULES}
 
     space = Space(
         name=name or path.stem, path=path, description=description, dataset=dataset, augment=augment,

@@ -26,10 +26,35 @@ from collections.abc import Sequence
 from typing import Any
 
 
-def _rss_mb() -> float:
+def rss_mb() -> float:
     with open("/proc/self/statm") as f:
         pages = int(f.read().split()[1])
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def tree_rss_mb(root: int | None = None) -> float:
+    """RSS of a process and all its descendants (the search and its trial processes)."""
+    root = root or os.getpid()
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        try:
+            with open(f"/proc/{pid}/statm") as f:
+                total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+        except OSError:
+            pass
+        todo += children.get(pid, [])
+    return total
 
 
 def machine() -> dict[str, Any]:
@@ -51,8 +76,9 @@ def machine() -> dict[str, Any]:
     return info
 
 
-def bench_memory(trials: int, results_dir: pathlib.Path) -> dict[str, Any]:
-    """RSS after each finished trial of a long digits search (small space, 3-epoch budget)."""
+def bench_memory(trials: int, results_dir: pathlib.Path, recycle_mb: int) -> dict[str, Any]:
+    """RSS of the search (this process and its trial processes) after each finished trial of a
+    long digits search (small space, 3-epoch budget)."""
     import importlib
 
     search_mod = importlib.import_module("tuning.search")  # `tuning.search` the attribute is the function
@@ -63,21 +89,23 @@ def bench_memory(trials: int, results_dir: pathlib.Path) -> dict[str, Any]:
 
     def sampler():
         while not stop.is_set():
-            peak[0] = max(peak[0], _rss_mb())
+            peak[0] = max(peak[0], tree_rss_mb())
             time.sleep(0.5)
 
     thread = threading.Thread(target=sampler, daemon=True)
     thread.start()
 
+    stdout = sys.stdout  # the search redirects sys.stdout while it runs
+
     def log(line: str) -> None:
         if line.startswith("trial "):
-            samples.append((len(samples) + 1, _rss_mb()))
-            print(f"{line[:60]}... rss {samples[-1][1]:.0f} MB", flush=True)
+            samples.append((len(samples) + 1, tree_rss_mb()))
+            print(f"{line[:60]}... rss {samples[-1][1]:.0f} MB", file=stdout, flush=True)
 
     iterations = -(-trials // 6)  # max_epochs 3, factor 3: 6 trials per Hyperband iteration
     t0 = time.time()
     search_mod.search("small", max_epochs=3, factor=3, iterations=iterations, results_dir=results_dir,
-                      name="memory", overwrite=True, log=log)
+                      name="memory", overwrite=True, recycle_mb=recycle_mb, log=log)
     stop.set()
     by_trial = dict(samples)
     first, n = by_trial[1], min(trials, len(samples))
@@ -86,7 +114,7 @@ def bench_memory(trials: int, results_dir: pathlib.Path) -> dict[str, Any]:
         f"rss_mb_after_trial_{n}": round(by_trial[n], 1),
         f"growth_mb_trial_1_to_{n}": round(by_trial[n] - first, 1),
         f"growth_mb_trial_10_to_{n}": round(by_trial[n] - by_trial[10], 1),
-        "peak_rss_mb": round(peak[0], 1), "seconds": round(time.time() - t0, 1),
+        "peak_rss_mb": round(peak[0], 1), "seconds": round(time.time() - t0, 1), "recycle_mb": recycle_mb,
         "samples": [(i, round(r, 1)) for i, r in samples],
     }
     print(f"RSS after trial 1: {first:.0f} MB, after trial {n}: {by_trial[n]:.0f} MB "
@@ -125,8 +153,14 @@ def bench_overhead(run_dir: pathlib.Path) -> dict[str, Any]:
     build = sum(r.get("build_seconds", 0) for r in recs)
     trial = sum(r.get("seconds", 0) for r in recs)
     test_eval = summary["fit_seconds"] - fit
-    out = {"wall_seconds": wall, "fit_seconds": round(fit, 1), "build_seconds": round(build, 1),
-           "test_eval_seconds": round(test_eval, 1),
+    ckpt = sum(r.get("checkpoint_seconds", 0) for r in recs)
+    # Tracing the training step happens in a trial's first epoch: its excess over the later ones.
+    excess = [e[0] - sorted(e[1:])[len(e[1:]) // 2] for r in recs if len(e := r.get("epoch_seconds", [])) > 1]
+    tracing = sum(excess) / len(excess) * len(recs) if excess else 0.0
+    out = {"wall_seconds": wall, "fit_seconds": round(fit, 1),
+           "of_which_first_epoch_tracing_seconds_est": round(tracing, 1),
+           "of_which_resume_checkpoint_seconds": round(ckpt, 1),
+           "build_seconds": round(build, 1), "test_eval_seconds": round(test_eval, 1),
            "per_trial_other_seconds": round(trial - fit - build, 1),
            "outside_trials_seconds": round(wall - trial - test_eval, 1),
            "overhead_share": round(1 - summary["fit_seconds"] / wall, 3)}
@@ -210,6 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = p.add_subparsers(dest="what", required=True)
     m = sub.add_parser("memory", help="RSS of the search process over many trials")
     m.add_argument("--trials", type=int, default=50)
+    m.add_argument("--recycle-mb", type=int, default=150, help="as for the search (0: one process)")
     m.add_argument("--results-dir", default=None, help="where the benchmark search writes (default: a temp dir)")
     d = sub.add_parser("disk", help="size of a finished run folder")
     d.add_argument("run_dir")
@@ -233,7 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import_tensorflow()
     if args.what == "memory":
         results_dir = pathlib.Path(args.results_dir or tempfile.mkdtemp(prefix="bench-memory-"))
-        figures = bench_memory(args.trials, results_dir)
+        figures = bench_memory(args.trials, results_dir, args.recycle_mb)
         figures["disk"] = bench_disk(results_dir / "memory")
     elif args.what == "disk":
         figures = bench_disk(pathlib.Path(args.run_dir))

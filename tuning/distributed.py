@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 
 MAX_RESTARTS = 3
+RECYCLE_EXIT = 75  # tuning.search.RECYCLE_EXIT
 
 
 def free_port(ip: str) -> int:
@@ -87,7 +88,8 @@ def _strip(argv: Sequence[str], flags: dict[str, bool]) -> list[str]:
     return out
 
 
-def launch(argv: Sequence[str], workers: int, gpus: str | None, out: Callable[[str], None] = print) -> int:
+def launch(argv: Sequence[str], workers: int, gpus: str | None, out: Callable[[str], None] = print,
+           recycle_mb: int = 150) -> int:
     """Run the chief and `workers` workers of the search `argv`; return the chief's exit status."""
     ip = os.environ.get("KERASTUNER_ORACLE_IP", "127.0.0.1")
     port = int(os.environ.get("KERASTUNER_ORACLE_PORT") or free_port(ip))
@@ -111,7 +113,9 @@ def launch(argv: Sequence[str], workers: int, gpus: str | None, out: Callable[[s
         time.sleep(0.3)
     pool = []
     for i in range(workers):
-        wenv = {**env, "KERASTUNER_TUNER_ID": f"tuner{i}"}
+        wenv = {**env, "KERASTUNER_TUNER_ID": f"tuner{i}", "TUNING_TRIAL_PROCESS": str(recycle_mb)}
+        if not recycle_mb:
+            wenv.pop("TUNING_TRIAL_PROCESS")
         if devices:
             wenv["CUDA_VISIBLE_DEVICES"] = devices[i % len(devices)]
         pool.append(_Process(f"worker{i}", cmd, wenv, out))
@@ -119,7 +123,9 @@ def launch(argv: Sequence[str], workers: int, gpus: str | None, out: Callable[[s
         while chief.poll() is None:
             for w in pool:
                 rc = w.poll()
-                if rc is not None and rc != 0 and w.restarts < MAX_RESTARTS:
+                if rc == RECYCLE_EXIT:  # handed over to a fresh process after growing: not a failure
+                    w.start()
+                elif rc is not None and rc != 0 and w.restarts < MAX_RESTARTS:
                     w.restarts += 1
                     out(f"[launcher] {w.name} exited with status {rc}; starting it again "
                         f"({w.restarts}/{MAX_RESTARTS}): its trial is run again from its last completed epoch")

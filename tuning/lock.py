@@ -52,6 +52,7 @@ def run_lock(run_dir: pathlib.Path):
 
     A lock left by a process that no longer exists (killed, machine rebooted) is taken over.
     """
+    created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / LOCK_NAME
     me = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -80,3 +81,6 @@ def run_lock(run_dir: pathlib.Path):
         with contextlib.suppress(OSError, json.JSONDecodeError):
             if json.loads(path.read_text()).get("pid") == os.getpid():
                 path.unlink()
+        if created:  # refused before writing anything: leave no empty folder behind
+            with contextlib.suppress(OSError):
+                run_dir.rmdir()

@@ -80,6 +80,7 @@ def search(
     jit: bool | None = None,
     gpus: str | None = None,
     strategy: str | None = None,
+    recycle_mb: int = 150,
     log: Callable[[str], None] | None = None,
 ) -> SearchResult | None:
     """Run (or resume) a Hyperband search over a space of ResNets.
@@ -102,6 +103,9 @@ def search(
         gpus: GPU indices to use, e.g. ``"0,1"`` (default: all).
         strategy: ``"mirrored"`` to train every trial on all visible GPUs
             (``tf.distribute.MirroredStrategy``); batch sizes are then per replica.
+        recycle_mb: TensorFlow keeps about 10 MB for every model a process has trained, so trials
+            run in a child process that hands over to a fresh one (resuming where it stopped)
+            once its memory has grown by this many MB. 0 runs every trial in this process.
         log: where progress lines go (default: this process's stdout at the time of the call).
 
     Returns:
@@ -151,14 +155,24 @@ def search(
     run_info = {"space": sp.name, "space_file": str(sp.path), "dataset": dataset, "seed": seed,
                 "max_epochs": max_epochs, "factor": factor, "iterations": iterations,
                 "image_size": list(image_size) if image_size else None}
+    _check_positive("recycle_mb", recycle_mb, 0)
     role = _role()
+    child = CHILD_ENV in os.environ  # a trial process of a supervising search() (which holds the lock)
     from .lock import check_lock, run_lock
 
     resuming = False
     if role != "worker":  # the chief checks and locks the folder; its workers share it
-        check_lock(run_dir)  # another search on this folder: refuse now, before any work
+        if not child:
+            check_lock(run_dir)  # another search on this folder: refuse now, before any work
         resuming = _check_existing_run(run_dir, run_info, overwrite)
         _check_writable(pathlib.Path(results_dir))
+    if role == "standalone" and not child and recycle_mb:
+        child_args = _child_args(sp, dataset, run_info, results_dir, name, verbose, skip_bad_images, precision, jit,
+                                 gpus, strategy)
+        with run_lock(run_dir):
+            if overwrite:
+                _clear_run(run_dir)
+            return _supervise(child_args, run_dir, recycle_mb, log)
 
     from .runtime import import_tensorflow, select_gpus, setup_devices
 
@@ -168,19 +182,124 @@ def search(
 
     data = load_data(dataset, seed=seed, image_size=image_size, skip_bad_images=skip_bad_images)
     sampler = Sampler(sp, data.net_input_shape, data.num_classes)
-    if sampler.note and role != "worker":
+    if sampler.note and role != "worker" and not os.environ.get("TUNING_CONTINUING"):
         log(f"note: {sampler.note}")
     if data.skipped:
         log(f"note: skipped {len(data.skipped)} unreadable image(s), first {data.skipped[0]}")
     devices = setup_devices(precision, jit)
     opts = _Options(run_dir, run_info, sp, data, sampler, resuming, seed, max_epochs, factor, iterations, name,
                     verbose, log, t_start, role, devices, strategy if strategy != "none" else None)
-    if role == "worker":
+    if role == "worker" or child:
         return _run(opts)
     with run_lock(run_dir):
         if overwrite:
             _clear_run(run_dir)
         return _run(opts)
+
+
+CHILD_ENV = "TUNING_TRIAL_PROCESS"   # set (to the MB limit) in a supervised trial process
+RECYCLE_EXIT = 75                     # a trial process's status for "continue in a fresh process"
+
+
+class _Recycle(Exception):
+    """Raised after a trial is saved, when the trial process has grown too much."""
+
+
+class Recycled(Exception):
+    """This trial process handed over to a fresh one (its `main` exits with RECYCLE_EXIT)."""
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Linux: the trial process is killed if its supervisor dies (kill -9 included), so it can
+    never go on writing to a folder whose lock has been released."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _child_args(sp, dataset, run_info, results_dir, name, verbose, skip_bad_images, precision, jit, gpus,
+                strategy) -> list[str]:
+    args = ["--space", str(sp.path), "--dataset", dataset, "--results-dir", str(results_dir), "--name", name,
+            "--seed", str(run_info["seed"]), "--max-epochs", str(run_info["max_epochs"]),
+            "--factor", str(run_info["factor"]), "--iterations", str(run_info["iterations"]),
+            "--precision", precision]
+    if run_info["image_size"]:
+        args += ["--image-size", "x".join(map(str, run_info["image_size"]))]
+    if verbose:
+        args.append("--verbose")
+    if skip_bad_images:
+        args.append("--skip-bad-images")
+    if jit is not None:
+        args.append("--jit" if jit else "--no-jit")
+    if gpus is not None:
+        args += ["--gpus", str(gpus)]
+    if strategy and strategy != "none":
+        args += ["--strategy", strategy]
+    return args
+
+
+def _supervise(child_args: list[str], run_dir: pathlib.Path, recycle_mb: int, log) -> SearchResult:
+    """Run the search in trial processes, each handing over to a fresh one when it has grown."""
+    import subprocess
+    import threading
+
+    from .data import DataError
+    from .errors import SystematicFailure
+
+    generation = 0
+    while True:
+        env = {**os.environ, CHILD_ENV: str(recycle_mb), "PYTHONUNBUFFERED": "1"}
+        if generation:
+            env["TUNING_CONTINUING"] = "1"
+        proc = subprocess.Popen([sys.executable, "-m", "tuning.search", *child_args], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1,
+                                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+        errors: list[str] = []
+        pump = threading.Thread(target=lambda: errors.extend(proc.stderr), daemon=True)
+        pump.start()
+        try:
+            for line in proc.stdout:
+                log(line.rstrip("\n"))
+            proc.wait()
+        except KeyboardInterrupt:  # pass Ctrl-C on (it may have it already), let it save, show its last words
+            import signal
+
+            proc.send_signal(signal.SIGINT)
+            for line in proc.stdout:
+                log(line.rstrip("\n"))
+            proc.wait()
+            raise
+        finally:
+            pump.join(10)
+        generation += 1
+        if proc.returncode == RECYCLE_EXIT:
+            continue
+        if proc.returncode == 0:
+            return _result_from_disk(run_dir)
+        last = next((e.strip() for e in reversed(errors) if e.strip()), f"status {proc.returncode}")
+        message = last.removeprefix("error: ")
+        if proc.returncode == 2:
+            raise UsageError(message) if not message.startswith("dataset") else DataError(message)
+        if proc.returncode == 1 and message.startswith("search stopped: "):
+            raise SystematicFailure(message.removeprefix("search stopped: "))
+        if proc.returncode in (130, -2):
+            raise KeyboardInterrupt
+        raise RuntimeError(f"the trial process failed ({message}); run the same command again to resume, "
+                           "or add --verbose for details" + ("\n" + "".join(errors[-30:]) if errors else ""))
+
+
+def _result_from_disk(run_dir: pathlib.Path) -> SearchResult:
+    from . import results as res
+
+    best = json.loads((run_dir / "best.json").read_text())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    _, rows = res.leaderboard_rows(res.load_records(run_dir).values())
+    tb_cmd = f"tensorboard --logdir {shlex.quote(str(run_dir / 'tensorboard'))}"
+    return SearchResult(run_dir.name, run_dir, best, summary, rows, tb_cmd)
 
 
 PRECISIONS = ("auto", "float32", "mixed", "bfloat16")
@@ -238,6 +357,9 @@ def _run(o: _Options) -> SearchResult | None:
     session = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "wall_seconds": 0.0, "role": o.role}
     state["sessions"].append(session)
 
+    limit = float(os.environ.get(CHILD_ENV) or 0)
+    baseline: list[float] = []
+
     def on_trial_done(tuner, trial, record):
         res.save_record(run_dir, record)
         records = res.load_records(run_dir)  # every worker's trials, not only this process's
@@ -246,6 +368,15 @@ def _run(o: _Options) -> SearchResult | None:
             session["wall_seconds"] = round(time.time() - o.t_start, 3)
             res.write_json(state_path, state)
         _progress(log, tuner, records, record, previous_wall + time.time() - o.t_start)
+        if limit:
+            from .bench import rss_mb
+
+            rss = rss_mb()
+            baseline.append(rss)
+            if rss - baseline[0] > limit and len(records) < planned_count[0]:
+                log(f"(this trial process grew by {rss - baseline[0]:.0f} MB over {len(baseline)} trials; "
+                    "continuing in a fresh one)")
+                raise _Recycle()
 
     from keras_tuner.src import config as kt_config
 
@@ -257,10 +388,13 @@ def _run(o: _Options) -> SearchResult | None:
     records = res.load_records(run_dir)
     tuner.records.update(records)
     planned = len(tuner.planned)
+    planned_count = [planned]
     device = (f"{len(o.devices['gpus'])} GPU(s)" if o.devices["gpus"] else "CPU") + \
         f", {o.devices['policy']}" + (", XLA" if o.devices["jit"] else "")
     if worker:
         log(f"worker {os.environ.get('KERASTUNER_TUNER_ID')} on {device}: running trials for {run_dir}")
+    elif os.environ.get("TUNING_CONTINUING"):
+        pass
     elif o.resuming:
         log(f"resuming {run_dir}: {len(records)} of {planned} trials already done ({device})")
     else:
@@ -276,7 +410,15 @@ def _run(o: _Options) -> SearchResult | None:
     try:
         with quiet:
             tuner.search(verbose=1 if o.verbose else 0)
+    except _Recycle:
+        if not worker:
+            session["wall_seconds"] = round(time.time() - o.t_start, 3)
+            res.write_json(state_path, state)
+        raise Recycled() from None
     except KeyboardInterrupt:
+        import signal
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the saving short
         elapsed = previous_wall + time.time() - o.t_start
         done = len(res.load_records(run_dir))
         log(f"interrupted after {done} of {planned} trials ({_fmt_time(elapsed)}); finished trials are "
@@ -400,7 +542,9 @@ def _check_existing_run(run_dir: pathlib.Path, run_info: dict, overwrite: bool) 
         return False
     meta = run_dir / "run.json"
     if not meta.exists():
-        if any(run_dir.iterdir()):
+        from .lock import LOCK_NAME
+
+        if any(p.name != LOCK_NAME for p in run_dir.iterdir()):
             raise UsageError(f"{run_dir} exists but is not a search run; choose another --name or --results-dir, "
                              "or pass --overwrite to replace it")
         return False
@@ -481,6 +625,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--gpus", metavar="0,1", help="GPU indices to use (default: all visible)")
     g.add_argument("--strategy", choices=("mirrored",), help="mirrored: train every trial on all visible GPUs "
                    "(tf.distribute.MirroredStrategy); batch sizes are then per replica")
+    g.add_argument("--recycle-mb", type=int, default=150, metavar="MB",
+                   help="TensorFlow keeps ~10 MB for every model a process trains: trials run in a child process "
+                        "that hands over to a fresh one when it has grown by this much (default 150; 0: run "
+                        "every trial in this process)")
     g.add_argument("--workers", type=int, metavar="N", help="run keras-tuner's chief and N workers on this host "
                    "(one GPU each where there are GPUs) and gather their output")
     return p
@@ -514,7 +662,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         try:
             return launch(sys.argv[1:] if argv is None else list(argv), args.workers, args.gpus,
-                          out=lambda line: print(line, flush=True))
+                          out=lambda line: print(line, flush=True), recycle_mb=args.recycle_mb)
         except KeyboardInterrupt:
             return 130
     try:
@@ -522,7 +670,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                iterations=args.iterations, results_dir=args.results_dir, name=args.name, seed=args.seed,
                overwrite=args.overwrite, verbose=args.verbose, image_size=args.image_size,
                skip_bad_images=args.skip_bad_images, precision=args.precision, jit=args.jit, gpus=args.gpus,
-               strategy=args.strategy)
+               strategy=args.strategy, recycle_mb=args.recycle_mb)
+    except Recycled:
+        return RECYCLE_EXIT
     except (UsageError, SpaceError, DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
