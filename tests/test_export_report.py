@@ -104,7 +104,7 @@ def test_export_cli_other_trial_overwrite_and_retrain(run_copy):
     best = json.loads((run_copy / "best.json").read_text())
     # The search keeps only the checkpoints Hyperband may still use, and the best one.
     kept = [r["trial_id"] for r in records
-            if (run_copy / "tuner" / f"trial_{r['trial_id']}" / "checkpoint.weights.h5").exists()]
+            if (run_copy / "tuner" / f"trial_{r['trial_id']}" / "checkpoint.npz").exists()]
     assert kept == [best["trial_id"]]
     other = next(r["trial_id"] for r in records if r["trial_id"] != best["trial_id"])
     target = run_copy / "export_other"

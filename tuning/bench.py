@@ -146,7 +146,7 @@ def bench_disk(run_dir: pathlib.Path) -> dict[str, Any]:
     parts = {child.name: folder_size(child) if child.is_dir() else child.stat().st_size
              for child in sorted(run_dir.iterdir())}
     total = folder_size(run_dir)
-    ckpts = list(run_dir.glob("tuner/trial_*/checkpoint.weights.h5"))
+    ckpts = list(run_dir.glob("tuner/trial_*/checkpoint.npz"))
     out = {"run_dir": str(run_dir), "total_mb": round(total / 2**20, 2),
            "parts_mb": {k: round(v / 2**20, 2) for k, v in parts.items()},
            "checkpoints_kept": len(ckpts), "trials": len(list(run_dir.glob("tuner/trial_*")))}

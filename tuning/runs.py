@@ -43,7 +43,9 @@ class Run:
         return {k: v for k, v in values.items() if not k.startswith("tuner/")}
 
     def checkpoint(self, trial_id: str) -> pathlib.Path:
-        return self.run_dir / "tuner" / f"trial_{trial_id}" / "checkpoint.weights.h5"
+        from .checkpoints import CHECKPOINT_NAME
+
+        return self.run_dir / "tuner" / f"trial_{trial_id}" / CHECKPOINT_NAME
 
 
 def _read_json(path: pathlib.Path) -> dict[str, Any] | None:
@@ -111,5 +113,7 @@ def load_trial_model(run: Run, trial_id: str, hypermodel):
         raise UsageError(f"the checkpoint of trial {trial_id} is gone ({ckpt}); it was not among the best, so the "
                          "search deleted it. Export the best trial, or use --retrain to train this one again")
     model = hypermodel.build(hypermodel.hyperparameters(run.values(trial_id)))
-    model.load_weights(str(ckpt))
+    from .checkpoints import load_variables
+
+    load_variables(model, ckpt)
     return model

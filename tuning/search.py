@@ -487,7 +487,9 @@ def _best(tuner, trial, records, data, run_dir: pathlib.Path) -> dict[str, Any]:
     # The trial's own best-epoch checkpoint (keras-tuner's load_model would first load a promoted
     # trial's parent checkpoint, which is deleted once the child has finished).
     model = tuner.hypermodel.build(tuner.hypermodel.hyperparameters(values))
-    model.load_weights(tuner._get_checkpoint_fname(trial.trial_id))
+    from .checkpoints import load_variables
+
+    load_variables(model, tuner._get_checkpoint_fname(trial.trial_id))
     _, cfg, _ = tuner.hypermodel.sampler.resolve(values)
     test = data.pipeline("test", 256)
     loss, acc = model.evaluate(test, verbose=0)
