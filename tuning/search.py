@@ -496,7 +496,7 @@ def _best(tuner, trial, records, data, run_dir: pathlib.Path) -> dict[str, Any]:
     best = {
         "trial_id": trial.trial_id, "run": rec.get("run"), "val_accuracy": trial.score,
         "test_accuracy": float(acc), "test_loss": float(loss), "epochs": rec.get("epochs"),
-        "best_epoch": trial.best_step, "params": rec.get("params"), "flops": rec.get("flops"),
+        "params": rec.get("params"), "flops": rec.get("flops"),
         "hyperparameters": rec.get("hyperparameters") or tuner.hypermodel.sampler.describe(values),
         "spec": rec.get("spec") or tuner.hypermodel.sampler.spec(values).to_dict(),
         "train_config": dataclasses.asdict(cfg),
