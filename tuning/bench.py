@@ -81,6 +81,10 @@ def machine() -> dict[str, Any]:
 
     info = versions()
     info["keras_backend"] = keras.backend.backend()
+    if info["keras_backend"] in ("jax", "torch"):
+        from importlib import metadata
+
+        info[info["keras_backend"]] = metadata.version(info["keras_backend"])
     info["devices"] = accelerators() or ["CPU"]
     try:
         with open("/proc/cpuinfo") as f:
@@ -184,50 +188,118 @@ def bench_overhead(run_dir: pathlib.Path) -> dict[str, Any]:
     return out
 
 
-def _throughput(model, x, y, batch: int, steps: int, jit: bool) -> float:
+class _Batches:
+    """The same few batches over and over, so `steps_per_epoch` steps really run.
+
+    (With NumPy arrays Keras stops an epoch when the arrays run out, which would time fewer
+    steps than asked for.) A plain generator works on every backend.
+    """
+
+    def __init__(self, x, y, batch: int):
+        self.x, self.y, self.batch = x, y, batch
+
+    def __call__(self):
+        n = len(self.x) // self.batch
+        i = 0
+        while True:
+            sl = slice((i % n) * self.batch, (i % n + 1) * self.batch)
+            yield self.x[sl], self.y[sl]
+            i += 1
+
+
+def _prepare(model, batches: _Batches, jit: bool):
+    """Compile and warm up (the first steps trace and compile the training step)."""
     import keras
 
     model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9), loss="sparse_categorical_crossentropy",
                   jit_compile=jit)
-    model.fit(x, y, batch_size=batch, epochs=1, steps_per_epoch=3, verbose=0)  # compile + warm up
+    model.fit(batches(), epochs=1, steps_per_epoch=3, shuffle=False, verbose=0)
+
+
+def _timed_fit(model, batches: _Batches, steps: int) -> float:
+    """Images per second of `steps` training steps of an already compiled and warmed model."""
+    import keras
+
+    class Count(keras.callbacks.Callback):
+        n = 0
+
+        def on_train_batch_end(self, batch, logs=None):
+            Count.n += 1
+
     t0 = time.perf_counter()
-    model.fit(x, y, batch_size=batch, epochs=1, steps_per_epoch=steps, verbose=0)
-    return steps * batch / (time.perf_counter() - t0)
+    # fit ends by reading the epoch's loss back from the device, so the time includes every step
+    model.fit(batches(), epochs=1, steps_per_epoch=steps, shuffle=False, verbose=0, callbacks=[Count()])
+    seconds = time.perf_counter() - t0
+    if Count.n != steps:
+        raise RuntimeError(f"timed {Count.n} steps instead of {steps}")
+    return steps * batches.batch / seconds
 
 
-def bench_throughput(batch: int, steps: int, size: int, jit: bool, repeats: int) -> dict[str, Any]:
-    """Training throughput of our ResNet-50 against keras.applications.ResNet50, same everything."""
+def _policy(precision: str) -> str:
+    if precision == "float32":
+        return "float32"
+    if precision == "bfloat16":
+        return "mixed_bfloat16"
+    return "mixed_float16" if accelerators() else "mixed_bfloat16"  # "mixed"
+
+
+def bench_throughput(batch: int, steps: int, size: int, jit: bool, repeats: int, precision: str = "float32",
+                     with_v1: bool = False) -> dict[str, Any]:
+    """Training throughput of our ResNet-50 against keras.applications.ResNet50, same everything.
+
+    Every model is built, compiled and warmed up first; then the timed runs take turns
+    (ours, theirs, ours, ...), so drift in the machine's speed hits both alike.
+    """
+    import dataclasses
+    import statistics
+
     import keras
     import numpy as np
 
     from resnet import build_resnet, zoo_spec
 
+    policy = _policy(precision)
+    keras.mixed_precision.set_global_policy(policy)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(batch * 4, size, size, 3)).astype("float32")
     y = rng.integers(0, 1000, size=(batch * 4,))
-    results: dict[str, list[float]] = {"ours": [], "keras.applications": []}
-    for _ in range(repeats):  # interleaved, so drift hits both alike
-        for name in results:
-            keras.backend.clear_session()
-            if name == "ours":
-                model = build_resnet(zoo_spec("resnet50"), (size, size, 3), 1000)
-            else:
-                model = keras.applications.ResNet50(weights=None, input_shape=(size, size, 3), classes=1000)
-            results[name].append(_throughput(model, x, y, batch, steps, jit))
-            print(f"  {name:<20} {results[name][-1]:8.1f} images/s", flush=True)
-    import statistics
-
-    ours, theirs = statistics.median(results["ours"]), statistics.median(results["keras.applications"])
-    out = {"batch": batch, "image_size": size, "steps": steps, "jit_compile": jit, "repeats": repeats,
-           "statistic": "median of the repeats",
+    batches = _Batches(x, y, batch)
+    builders = {
+        "ours": lambda: build_resnet(zoo_spec("resnet50"), (size, size, 3), 1000),
+        "keras.applications": lambda: keras.applications.ResNet50(weights=None, input_shape=(size, size, 3),
+                                                                 classes=1000),
+    }
+    if with_v1:  # the same layout as keras.applications (stride on the first 1x1), to compare like with like
+        v1 = dataclasses.replace(zoo_spec("resnet50"), bottleneck_stride="1x1")
+        builders["ours, stride on the 1x1"] = lambda: build_resnet(v1, (size, size, 3), 1000)
+    models = {}
+    for name, build in builders.items():
+        t0 = time.perf_counter()
+        models[name] = build()
+        _prepare(models[name], batches, jit)
+        print(f"  {name:<24} built, compiled and warmed up in {time.perf_counter() - t0:.1f} s", flush=True)
+    results: dict[str, list[float]] = {name: [] for name in models}
+    for _ in range(repeats):
+        for name, model in models.items():
+            results[name].append(_timed_fit(model, batches, steps))
+            print(f"  {name:<24} {results[name][-1]:8.1f} images/s", flush=True)
+    keras.mixed_precision.set_global_policy("float32")
+    med = {name: statistics.median(r) for name, r in results.items()}
+    ours, theirs = med["ours"], med["keras.applications"]
+    out = {"batch": batch, "image_size": size, "steps": steps, "jit_compile": jit, "policy": policy,
+           "repeats": repeats, "statistic": "median of the repeats",
            "ours_images_per_second": round(ours, 2), "keras_applications_images_per_second": round(theirs, 2),
-           "ratio": round(ours / theirs, 3), "all": results}
-    print(f"ResNet-50 training, batch {batch} at {size}x{size} (median of {repeats}): ours {ours:.1f} img/s, "
-          f"keras.applications {theirs:.1f} img/s, ratio {ours / theirs:.3f}")
+           "ratio": round(ours / theirs, 3), "medians": {k: round(v, 2) for k, v in med.items()}, "all": results}
+    print(f"ResNet-50 training, {policy}, jit={jit}, batch {batch} at {size}x{size} (median of {repeats}): "
+          f"ours {ours:.1f} img/s, keras.applications {theirs:.1f} img/s, ratio {ours / theirs:.3f}")
+    if with_v1:
+        print(f"  ours with the stride on the 1x1: {med['ours, stride on the 1x1']:.1f} img/s, ratio "
+              f"{med['ours, stride on the 1x1'] / theirs:.3f}")
     return out
 
 
-def bench_epoch(batch: int, steps: int | None) -> dict[str, Any]:
+def bench_epoch(batch: int, steps: int | None, precisions: Sequence[str] = ("float32", "mixed"),
+                jits: Sequence[bool] = (False, True)) -> dict[str, Any]:
     """Seconds per CIFAR-10-sized epoch (45,000 images) of cifar_resnet56, mixed precision x XLA."""
     import keras
     import numpy as np
@@ -240,19 +312,23 @@ def bench_epoch(batch: int, steps: int | None) -> dict[str, Any]:
     steps = steps or steps_per_epoch
     x = rng.integers(0, 255, size=(batch * 8, 32, 32, 3)).astype("float32")
     y = rng.integers(0, 10, size=(batch * 8,))
+    batches = _Batches(x, y, batch)
     out = {"batch": batch, "images_per_epoch": n, "measured_steps": steps, "runs": []}
-    for precision in ("float32", "mixed"):
-        for jit in (False, True):
+    for precision in precisions:
+        for jit in jits:
             keras.backend.clear_session()
-            on_gpu = bool(accelerators())
-            policy = ("mixed_float16" if on_gpu else "mixed_bfloat16") if precision == "mixed" else "float32"
+            policy = _policy(precision)
             keras.mixed_precision.set_global_policy(policy)
             model = build_resnet(zoo_spec("cifar_resnet56"), (32, 32, 3), 10)
-            rate = _throughput(model, x, y, batch, steps, jit)
+            t0 = time.perf_counter()
+            _prepare(model, batches, jit)
+            warm = time.perf_counter() - t0
+            rate = _timed_fit(model, batches, steps)
             seconds = n / rate
             out["runs"].append({"policy": policy, "jit_compile": jit, "images_per_second": round(rate, 1),
-                                "seconds_per_epoch": round(seconds, 2)})
-            print(f"  {policy:<15} jit={str(jit):<5} {rate:9.1f} img/s  {seconds:8.1f} s/epoch", flush=True)
+                                "seconds_per_epoch": round(seconds, 2), "compile_and_warm_up_seconds": round(warm, 1)})
+            print(f"  {policy:<15} jit={str(jit):<5} {rate:9.1f} img/s  {seconds:8.1f} s/epoch  "
+                  f"(compile and 3 warm-up steps {warm:.1f} s)", flush=True)
     keras.mixed_precision.set_global_policy("float32")
     return out
 
@@ -274,9 +350,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     t.add_argument("--image-size", type=int, default=224)
     t.add_argument("--jit", action="store_true")
     t.add_argument("--repeats", type=int, default=2)
+    t.add_argument("--precision", choices=["float32", "mixed", "bfloat16"], default="float32",
+                   help="mixed: mixed_float16 on a GPU, mixed_bfloat16 on a CPU")
+    t.add_argument("--with-v1", action="store_true",
+                   help="also time ours with the stride on the first 1x1 (keras.applications' layout)")
     e = sub.add_parser("epoch", help="cifar_resnet56 seconds per epoch, mixed precision and XLA on/off")
     e.add_argument("--batch", type=int, default=128)
     e.add_argument("--steps", type=int, default=None, help="steps to time (default: a whole epoch)")
+    e.add_argument("--precision", choices=["float32", "mixed", "bfloat16"], action="append",
+                   help="repeatable (default: float32 and mixed)")
+    e.add_argument("--jit", choices=["off", "on"], action="append", help="repeatable (default: off and on)")
     for sp in (m, d, o, t, e):
         sp.add_argument("--out", help="write the figures as JSON here")
     args = p.parse_args(argv)
@@ -294,9 +377,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.what == "overhead":
         figures = bench_overhead(pathlib.Path(args.run_dir))
     elif args.what == "throughput":
-        figures = bench_throughput(args.batch, args.steps, args.image_size, args.jit, args.repeats)
+        figures = bench_throughput(args.batch, args.steps, args.image_size, args.jit, args.repeats,
+                                   args.precision, args.with_v1)
     else:
-        figures = bench_epoch(args.batch, args.steps)
+        figures = bench_epoch(args.batch, args.steps, args.precision or ("float32", "mixed"),
+                              [j == "on" for j in (args.jit or ("off", "on"))])
     figures = {"benchmark": args.what, "machine": machine(), "date": time.strftime("%Y-%m-%d"), **figures}
     if args.out:
         pathlib.Path(args.out).write_text(json.dumps(figures, indent=2) + "\n")

@@ -10,20 +10,25 @@ from __future__ import annotations
 
 import os
 import pathlib
+from typing import TYPE_CHECKING
 
-import keras
 import numpy as np
+
+if TYPE_CHECKING:  # Keras (and with it TensorFlow) is imported by whoever made the model
+    import keras
 
 CHECKPOINT_NAME = "checkpoint.npz"
 
 
-def all_variables(model: keras.Model) -> list:
+def all_variables(model: "keras.Model") -> list:
     opt = getattr(model, "optimizer", None)
     return [*model.variables, *(opt.variables if opt is not None else [])]
 
 
-def save_variables(model: keras.Model, path: str | os.PathLike) -> None:
+def save_variables(model: "keras.Model", path: str | os.PathLike) -> None:
     """Write atomically: to a temporary name, then rename."""
+    import keras
+
     path = pathlib.Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "wb") as f:
@@ -31,7 +36,7 @@ def save_variables(model: keras.Model, path: str | os.PathLike) -> None:
     os.replace(tmp, path)
 
 
-def load_variables(model: keras.Model, path: str | os.PathLike) -> None:
+def load_variables(model: "keras.Model", path: str | os.PathLike) -> None:
     """Put saved variables back into a freshly built (and compiled) model of the same configuration."""
     variables = all_variables(model)
     with np.load(path) as saved:

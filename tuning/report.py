@@ -52,6 +52,12 @@ def configurations(run: Run) -> list[dict[str, Any]]:
     return out
 
 
+def lineage(config: dict[str, Any]) -> str:
+    """A configuration's TensorBoard run and, when Hyperband promoted it, its trials in order."""
+    ids = [r["trial_id"] for r in config["trials"]]
+    return config["run"] if len(ids) < 2 else f"{config['run']} (trials {' > '.join(ids)})"
+
+
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
     """Indices of the points no other point beats on both lower cost and higher accuracy."""
     order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
@@ -94,7 +100,7 @@ def plot_curves(configs, path: pathlib.Path, title: str) -> None:
     for b in brackets:
         ax.plot([], [], "-o", color=colors[b], label=f"bracket {b}")
     if best is not None and best["curve"]:
-        ax.plot([], [], "-", color="0.3", lw=2.6, label=f"thick: best ({best['run']})")
+        ax.plot([], [], "-", color="0.3", lw=2.6, label=f"thick: best, {lineage(best)}")
     if starts:
         ax.plot([], [], "--", color="0.6", lw=0.8, label="a Hyperband round starts")
     ax.set_xlabel("epoch")
@@ -127,7 +133,10 @@ def plot_pareto(configs, path: pathlib.Path) -> None:
         ax.scatter(fx, fy, s=60, facecolors="none", edgecolors="tab:red", lw=1.5, label="Pareto front")
         if pts:
             bi = max(range(len(pts)), key=lambda i: pts[i][1])
-            ax.annotate(scored[bi]["run"], pts[bi], textcoords="offset points", xytext=(6, -12), fontsize=8)
+            top = max((r for r in scored[bi]["trials"] if r.get("val_accuracy") is not None),
+                      key=lambda r: r["val_accuracy"])
+            ax.annotate(f"best: trial {top['trial_id']}", pts[bi], textcoords="offset points", xytext=(-6, -14),
+                        ha="right", fontsize=8)
         ax.set_xscale("log")
         from matplotlib.ticker import EngFormatter, LogLocator, NullFormatter
 
