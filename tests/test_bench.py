@@ -32,5 +32,5 @@ def test_overhead_parts_add_up_to_the_wall_time(finished_run, capsys):
     parts = (out["training_and_evaluation_seconds"] + out["checkpoint_seconds"] + out["build_seconds"]
              + out["per_trial_other_seconds"] + out["outside_trials_seconds"])
     assert parts == pytest.approx(summary["wall_seconds"], abs=0.5)
-    assert out["overhead_share"] == pytest.approx(1 - summary["fit_share"], abs=0.002)
+    assert out["overhead_share"] == pytest.approx(1 - summary["fit_share"], abs=0.005)  # both rounded
     assert 0 < out["overhead_share"] < 1

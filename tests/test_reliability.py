@@ -20,8 +20,10 @@ def cli(*args, faults=None, **kw):
     env.pop("TUNING_FAULTS", None)
     if faults:
         env["TUNING_FAULTS"] = json.dumps(faults)
+    # Ctrl-C as in a terminal, even where this test runs with SIGINT ignored (a background job)
     return subprocess.Popen([sys.executable, "-m", "tuning.search", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **kw)
 
 
 def run(*args, faults=None, timeout=600):
@@ -88,10 +90,11 @@ def test_sigkill_mid_trial_then_resume_matches_uninterrupted(finished_run, tiny_
     assert not list(run_dir.rglob("resume*"))
 
 
-def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tiny_space, tmp_path):
+@pytest.mark.parametrize("fault", ["hang@0", "deaf@0"])  # deaf: the first Ctrl-C gets lost in the trial process
+def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tiny_space, tmp_path, fault):
     results = tmp_path / "results"
     args = ["--space", tiny_space, "--results-dir", str(results)]
-    proc = cli(*args, faults={"0001": "hang@0"})
+    proc = cli(*args, faults={"0001": fault})
     run_dir = results / "tiny-digits"
     wait_for(run_dir / "tuner" / "trial_0001" / "resume.json", proc)
     time.sleep(0.5)

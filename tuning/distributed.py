@@ -134,12 +134,15 @@ def launch(argv: Sequence[str], workers: int, gpus: str | None, out: Callable[[s
                 out("[launcher] every worker keeps failing; stopping the chief")
                 chief.proc.terminate()
             time.sleep(0.5)
-    except KeyboardInterrupt:
-        for p in [chief, *pool]:
-            if p.poll() is None:
-                p.proc.send_signal(2)
-        for p in [chief, *pool]:
-            p.proc.wait(60)
+    except KeyboardInterrupt:  # Ctrl-C to every process (again until it stops), and wait for them to save
+        from .search import _interrupt_until_stopped
+
+        stoppers = [threading.Thread(target=_interrupt_until_stopped, args=(p.proc,), daemon=True)
+                    for p in [chief, *pool] if p.poll() is None]
+        for t in stoppers:
+            t.start()
+        for t in stoppers:
+            t.join()
         raise
     for w in pool:
         try:

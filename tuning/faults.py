@@ -7,7 +7,9 @@ Set ``TUNING_FAULTS`` to a JSON object mapping trial ids to a fault, e.g.
 - ``nan``: the weights turn NaN, so the loss does (``TerminateOnNaN`` stops the trial);
 - ``oom``: ``ResourceExhaustedError`` at the trial's sampled batch size only (the retry at half
   the batch size then succeeds); ``oom-always``: at every batch size;
-- ``hang@E``: sleep for an hour after epoch E completes (a window to kill the process in).
+- ``hang@E``: sleep for an hour after epoch E completes (a window to kill the process in);
+  ``deaf@E``: the same, but the first Ctrl-C is lost, as Python loses one that lands while it
+  runs a finaliser.
 """
 
 from __future__ import annotations
@@ -45,5 +47,10 @@ class FaultInjector(keras.callbacks.Callback):
                 w.assign(keras.ops.full_like(w, float("nan")))
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.fault and self.fault.startswith("hang@") and epoch == int(self.fault.split("@")[1]):
+        if self.fault and self.fault.startswith(("hang@", "deaf@")) and epoch == int(self.fault.split("@")[1]):
+            if self.fault.startswith("deaf@"):
+                try:
+                    time.sleep(3600)
+                except KeyboardInterrupt:
+                    pass
             time.sleep(3600)

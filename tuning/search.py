@@ -266,9 +266,7 @@ def _supervise(child_args: list[str], run_dir: pathlib.Path, recycle_mb: int, lo
                 log(line.rstrip("\n"))
             proc.wait()
         except KeyboardInterrupt:  # pass Ctrl-C on (it may have it already), let it save, show its last words
-            import signal
-
-            proc.send_signal(signal.SIGINT)
+            threading.Thread(target=_interrupt_until_stopped, args=(proc,), daemon=True).start()
             for line in proc.stdout:
                 log(line.rstrip("\n"))
             proc.wait()
@@ -290,6 +288,29 @@ def _supervise(child_args: list[str], run_dir: pathlib.Path, recycle_mb: int, lo
             raise KeyboardInterrupt
         raise RuntimeError(f"the trial process failed ({message}); run the same command again to resume, "
                            "or add --verbose for details" + ("\n" + "".join(errors[-30:]) if errors else ""))
+
+
+def _interrupt_until_stopped(proc, every: float = 5.0, limit: float = 120.0) -> None:
+    """Send Ctrl-C to the trial process until it stops.
+
+    Python drops a KeyboardInterrupt that lands while it runs a finaliser ("Exception ignored
+    in ..."), so one signal may not be enough. Once the trial process has it, it ignores further
+    ones while it saves. After `limit` seconds it is killed: its trial resumes from the last
+    completed epoch anyway.
+    """
+    import signal
+    import subprocess
+
+    t0 = time.monotonic()
+    while proc.poll() is None:
+        if time.monotonic() - t0 > limit:
+            proc.kill()
+            return
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(every)
+        except subprocess.TimeoutExpired:
+            pass
 
 
 def _result_from_disk(run_dir: pathlib.Path) -> SearchResult:

@@ -264,17 +264,43 @@ class ResumeCheckpoint(keras.callbacks.Callback):
 
 
 class TimedSaveBestEpoch(tuner_utils.SaveBestEpoch):
-    """keras-tuner's best-epoch checkpoint, with the time it takes added to `record`."""
+    """keras-tuner's best-epoch checkpoint, with the time it takes added to `record`.
 
-    def __init__(self, objective, filepath, record: dict):
+    When this epoch's resume checkpoint (the same variables) was just written, the best-epoch
+    checkpoint becomes a hard link to it instead of a second copy.
+    """
+
+    def __init__(self, objective, filepath, record: dict, resume: dict | None = None,
+                 trial_dir: pathlib.Path | None = None):
         super().__init__(objective, filepath)
-        self.record = record
+        self.record, self.resume, self.trial_dir = record, resume, trial_dir
+        self._epoch = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._epoch = epoch
+        super().on_epoch_end(epoch, logs)
 
     def _save_model(self):
         t0 = time.perf_counter()
-        save_variables(self.model, self.filepath)  # with the optimiser: a promoted trial continues it
+        if not self._link_resume_checkpoint():
+            save_variables(self.model, self.filepath)  # with the optimiser: a promoted trial continues it
         self.record["checkpoint_seconds"] = round(self.record.get("checkpoint_seconds", 0.0)
                                                   + time.perf_counter() - t0, 3)
+
+    def _link_resume_checkpoint(self) -> bool:
+        if self.resume is None or self.trial_dir is None or self.resume.get("epoch") != self._epoch:
+            return False
+        source = self.trial_dir / self.resume.get("weights", "")
+        target = pathlib.Path(self.filepath)
+        tmp = target.with_name(f".{target.name}.link")
+        try:
+            tmp.unlink(missing_ok=True)
+            os.link(source, tmp)
+            os.replace(tmp, target)
+        except OSError:  # no hard links on this filesystem: write a copy
+            tmp.unlink(missing_ok=True)
+            return False
+        return True
 
 
 def clear_resume(trial_dir: pathlib.Path) -> None:
@@ -381,7 +407,8 @@ class ResNetTuner(kt.Hyperband):
         # Same configuration, same initial weights, whatever order the trials run in.
         keras.utils.set_random_seed((self.seed * 1_000_003 + zlib.crc32(run.encode())) % 2**31)
 
-        checkpoint = TimedSaveBestEpoch(self.oracle.objective, self._get_checkpoint_fname(trial.trial_id), record)
+        checkpoint = TimedSaveBestEpoch(self.oracle.objective, self._get_checkpoint_fname(trial.trial_id), record,
+                                        resume=state, trial_dir=trial_dir)
         if resume is not None and resume.get("best") is not None:
             checkpoint.best_value = resume["best"]
         best_before = self.oracle.get_trial(parent).score if parent is not None else None
