@@ -227,7 +227,8 @@ def _timed_fit(model, batches: _Batches, steps: int) -> float:
             Count.n += 1
 
     t0 = time.perf_counter()
-    # fit ends by reading the epoch's loss back from the device, so the time includes every step
+    # A batch-end callback makes Keras read every step's loss back before starting the next step
+    # (as the search's own TerminateOnNaN does), so the time covers every step, each synchronised.
     model.fit(batches(), epochs=1, steps_per_epoch=steps, shuffle=False, verbose=0, callbacks=[Count()])
     seconds = time.perf_counter() - t0
     if Count.n != steps:
