@@ -22,8 +22,9 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
+from .search import CHILD_ENV, RECYCLE_EXIT, _interrupt_until_stopped
+
 MAX_RESTARTS = 3
-RECYCLE_EXIT = 75  # tuning.search.RECYCLE_EXIT
 
 
 def free_port(ip: str) -> int:
@@ -113,9 +114,9 @@ def launch(argv: Sequence[str], workers: int, gpus: str | None, out: Callable[[s
         time.sleep(0.3)
     pool = []
     for i in range(workers):
-        wenv = {**env, "KERASTUNER_TUNER_ID": f"tuner{i}", "TUNING_TRIAL_PROCESS": str(recycle_mb)}
-        if not recycle_mb:
-            wenv.pop("TUNING_TRIAL_PROCESS")
+        wenv = {**env, "KERASTUNER_TUNER_ID": f"tuner{i}"}
+        if recycle_mb:  # each worker hands over to a fresh process as it grows, like a standalone search
+            wenv[CHILD_ENV] = str(recycle_mb)
         if devices:
             wenv["CUDA_VISIBLE_DEVICES"] = devices[i % len(devices)]
         pool.append(_Process(f"worker{i}", cmd, wenv, out))
@@ -135,8 +136,6 @@ def launch(argv: Sequence[str], workers: int, gpus: str | None, out: Callable[[s
                 chief.proc.terminate()
             time.sleep(0.5)
     except KeyboardInterrupt:  # Ctrl-C to every process (again until it stops), and wait for them to save
-        from .search import _interrupt_until_stopped
-
         stoppers = [threading.Thread(target=_interrupt_until_stopped, args=(p.proc,), daemon=True)
                     for p in [chief, *pool] if p.poll() is None]
         for t in stoppers:

@@ -36,14 +36,17 @@ def _refuse_if_held(run_dir: pathlib.Path, holder: dict, me: dict) -> None:
         )
 
 
+def _holder(path: pathlib.Path) -> dict:
+    """What the lock file says of its holder ({} if it is gone or unreadable)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
 def check_lock(run_dir: pathlib.Path) -> None:
     """Refuse at once (UsageError) if a live process holds the run's lock; take nothing."""
-    path = run_dir / LOCK_NAME
-    try:
-        holder = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return
-    _refuse_if_held(run_dir, holder, {"host": socket.gethostname()})
+    _refuse_if_held(run_dir, _holder(run_dir / LOCK_NAME), {"host": socket.gethostname()})
 
 
 @contextlib.contextmanager
@@ -61,13 +64,7 @@ def run_lock(run_dir: pathlib.Path):
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
-            try:
-                holder = json.loads(path.read_text())
-            except (OSError, json.JSONDecodeError):
-                holder = {}
-            pid = int(holder.get("pid", -1))
-            same_host = holder.get("host") == me["host"]
-            _refuse_if_held(run_dir, holder, me)
+            _refuse_if_held(run_dir, _holder(path), me)
             path.unlink(missing_ok=True)  # its holder is gone: take it over
             continue
         with os.fdopen(fd, "w") as f:
@@ -78,8 +75,8 @@ def run_lock(run_dir: pathlib.Path):
     try:
         yield
     finally:
-        with contextlib.suppress(OSError, json.JSONDecodeError):
-            if json.loads(path.read_text()).get("pid") == os.getpid():
+        if _holder(path).get("pid") == os.getpid():
+            with contextlib.suppress(OSError):
                 path.unlink()
         if created:  # refused before writing anything: leave no empty folder behind
             with contextlib.suppress(OSError):

@@ -158,7 +158,7 @@ def search(
     _check_positive("recycle_mb", recycle_mb, 0)
     role = _role()
     child = CHILD_ENV in os.environ  # a trial process of a supervising search() (which holds the lock)
-    from .lock import check_lock, run_lock
+    from .lock import check_lock
 
     resuming = False
     if role != "worker":  # the chief checks and locks the folder; its workers share it
@@ -169,9 +169,7 @@ def search(
     if role == "standalone" and not child and recycle_mb:
         child_args = _child_args(sp, dataset, run_info, results_dir, name, verbose, skip_bad_images, precision, jit,
                                  gpus, strategy)
-        with run_lock(run_dir):
-            if overwrite:
-                _clear_run(run_dir)
+        with _owned_run(run_dir, overwrite):
             return _supervise(child_args, run_dir, recycle_mb, log)
 
     from .runtime import import_tensorflow, select_gpus, setup_devices
@@ -191,9 +189,7 @@ def search(
                     verbose, log, t_start, role, devices, strategy if strategy != "none" else None)
     if role == "worker" or child:
         return _run(opts)
-    with run_lock(run_dir):
-        if overwrite:
-            _clear_run(run_dir)
+    with _owned_run(run_dir, overwrite):
         return _run(opts)
 
 
@@ -319,8 +315,11 @@ def _result_from_disk(run_dir: pathlib.Path) -> SearchResult:
     best = json.loads((run_dir / "best.json").read_text())
     summary = json.loads((run_dir / "summary.json").read_text())
     _, rows = res.leaderboard_rows(res.load_records(run_dir).values())
-    tb_cmd = f"tensorboard --logdir {shlex.quote(str(run_dir / 'tensorboard'))}"
-    return SearchResult(run_dir.name, run_dir, best, summary, rows, tb_cmd)
+    return SearchResult(run_dir.name, run_dir, best, summary, rows, _tensorboard_command(run_dir))
+
+
+def _tensorboard_command(run_dir: pathlib.Path) -> str:
+    return f"tensorboard --logdir {shlex.quote(str(run_dir / 'tensorboard'))}"
 
 
 PRECISIONS = ("auto", "float32", "mixed", "bfloat16")
@@ -378,6 +377,11 @@ def _run(o: _Options) -> SearchResult | None:
     session = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "wall_seconds": 0.0, "role": o.role}
     state["sessions"].append(session)
 
+    def save_session() -> None:  # the chief's (or a standalone search's) wall time so far
+        if not worker:
+            session["wall_seconds"] = round(time.time() - o.t_start, 3)
+            res.write_json(state_path, state)
+
     limit = float(os.environ.get(CHILD_ENV) or 0)
     baseline: list[float] = []
 
@@ -385,16 +389,14 @@ def _run(o: _Options) -> SearchResult | None:
         res.save_record(run_dir, record)
         records = res.load_records(run_dir)  # every worker's trials, not only this process's
         res.write_leaderboard(run_dir, records.values())
-        if not worker:
-            session["wall_seconds"] = round(time.time() - o.t_start, 3)
-            res.write_json(state_path, state)
+        save_session()
         _progress(log, tuner, records, record, previous_wall + time.time() - o.t_start)
         if limit:
             from .bench import rss_mb
 
             rss = rss_mb()
             baseline.append(rss)
-            if rss - baseline[0] > limit and len(records) < planned_count[0]:
+            if rss - baseline[0] > limit and len(records) < planned:
                 log(f"(this trial process grew by {rss - baseline[0]:.0f} MB over {len(baseline)} trials; "
                     "continuing in a fresh one)")
                 raise _Recycle()
@@ -409,7 +411,6 @@ def _run(o: _Options) -> SearchResult | None:
     records = res.load_records(run_dir)
     tuner.records.update(records)
     planned = len(tuner.planned)
-    planned_count = [planned]
     device = (f"{len(o.devices['gpus'])} GPU(s)" if o.devices["gpus"] else "CPU") + \
         f", {o.devices['policy']}" + (", XLA" if o.devices["jit"] else "")
     if worker:
@@ -432,9 +433,7 @@ def _run(o: _Options) -> SearchResult | None:
         with quiet:
             tuner.search(verbose=1 if o.verbose else 0)
     except _Recycle:
-        if not worker:
-            session["wall_seconds"] = round(time.time() - o.t_start, 3)
-            res.write_json(state_path, state)
+        save_session()
         raise Recycled() from None
     except KeyboardInterrupt:
         import signal
@@ -444,9 +443,7 @@ def _run(o: _Options) -> SearchResult | None:
         done = len(res.load_records(run_dir))
         log(f"interrupted after {done} of {planned} trials ({_fmt_time(elapsed)}); finished trials are "
             "saved and the trial in progress resumes from its last completed epoch")
-        if not worker:
-            session["wall_seconds"] = round(time.time() - o.t_start, 3)
-            res.write_json(state_path, state)
+        save_session()
         raise
     if worker:
         return None
@@ -456,8 +453,7 @@ def _run(o: _Options) -> SearchResult | None:
     if not best_trials or best_trials[0].score is None:
         raise RuntimeError(f"no trial of {run_dir} completed; see the errors in {run_dir / 'leaderboard.md'}")
     best = _best(tuner, best_trials[0], records, data, run_dir)
-    session["wall_seconds"] = round(time.time() - o.t_start, 3)
-    res.write_json(state_path, state)
+    save_session()
     fit_seconds = sum(r.get("fit_seconds", 0.0) for r in records.values()) + best.get("test_eval_seconds", 0.0)
     wall = previous_wall + session["wall_seconds"]
     summary = {
@@ -482,7 +478,7 @@ def _run(o: _Options) -> SearchResult | None:
     except Exception as e:  # the search's results stand without the plots
         log(f"warning: the report could not be written ({type(e).__name__}: {e}); "
             f"try python -m tuning.report {run_dir}")
-    tb_cmd = f"tensorboard --logdir {shlex.quote(str(run_dir / 'tensorboard'))}"
+    tb_cmd = _tensorboard_command(run_dir)
     log(f"best: trial {best['trial_id']} val_accuracy {best['val_accuracy']:.4f} test_accuracy "
         f"{best['test_accuracy']:.4f} ({best['params']:,} parameters); {len(records)} trials in "
         f"{_fmt_time(wall)} ({100 * summary['fit_share']:.0f}% of it training)")
@@ -505,12 +501,7 @@ def _best(tuner, trial, records, data, run_dir: pathlib.Path) -> dict[str, Any]:
         return old
     t0 = time.perf_counter()
     values = trial.hyperparameters.values
-    # The trial's own best-epoch checkpoint (keras-tuner's load_model would first load a promoted
-    # trial's parent checkpoint, which is deleted once the child has finished).
-    model = tuner.hypermodel.build(tuner.hypermodel.hyperparameters(values))
-    from .checkpoints import load_variables
-
-    load_variables(model, tuner._get_checkpoint_fname(trial.trial_id))
+    model = tuner.load_model(trial)  # the trial's own best-epoch checkpoint
     _, cfg, _ = tuner.hypermodel.sampler.resolve(values)
     test = data.pipeline("test", 256)
     loss, acc = model.evaluate(test, verbose=0)
@@ -544,6 +535,17 @@ def _progress(log, tuner, records, record, elapsed: float) -> None:
     log(f"trial {record['trial_id']} (bracket {record.get('bracket')}, round {record.get('round')}, "
         f"{record.get('epochs')} epochs) {what} | best {best} | {done}/{len(planned)} trials | "
         f"{_fmt_time(elapsed)} elapsed, ~{_fmt_time(remaining)} left")
+
+
+@contextlib.contextmanager
+def _owned_run(run_dir: pathlib.Path, overwrite: bool):
+    """Hold the run folder's lock; with --overwrite, empty the folder first."""
+    from .lock import run_lock
+
+    with run_lock(run_dir):
+        if overwrite:
+            _clear_run(run_dir)
+        yield
 
 
 def _clear_run(run_dir: pathlib.Path) -> None:

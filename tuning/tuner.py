@@ -230,6 +230,10 @@ class EpochTimer(keras.callbacks.Callback):
         self.record.setdefault("epoch_seconds", []).append(round(time.perf_counter() - self._t0, 3))
 
 
+def _add_checkpoint_time(record: dict, t0: float) -> None:
+    record["checkpoint_seconds"] = round(record.get("checkpoint_seconds", 0.0) + time.perf_counter() - t0, 3)
+
+
 class ResumeCheckpoint(keras.callbacks.Callback):
     """After every epoch: weights + optimiser + random state, and the epoch and counters."""
 
@@ -244,8 +248,7 @@ class ResumeCheckpoint(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         t0 = time.perf_counter()
         self._save(epoch, logs)
-        self.record["checkpoint_seconds"] = round(self.record.get("checkpoint_seconds", 0.0)
-                                                  + time.perf_counter() - t0, 3)
+        _add_checkpoint_time(self.record, t0)
 
     def _save(self, epoch, logs):
         logs = logs or {}
@@ -270,10 +273,9 @@ class TimedSaveBestEpoch(tuner_utils.SaveBestEpoch):
     checkpoint becomes a hard link to it instead of a second copy.
     """
 
-    def __init__(self, objective, filepath, record: dict, resume: dict | None = None,
-                 trial_dir: pathlib.Path | None = None):
+    def __init__(self, objective, filepath, record: dict, resume: dict | None = None):
         super().__init__(objective, filepath)
-        self.record, self.resume, self.trial_dir = record, resume, trial_dir
+        self.record, self.resume = record, resume  # `resume`: the ResumeCheckpoint's state
         self._epoch = None
 
     def on_epoch_end(self, epoch, logs=None):
@@ -284,14 +286,13 @@ class TimedSaveBestEpoch(tuner_utils.SaveBestEpoch):
         t0 = time.perf_counter()
         if not self._link_resume_checkpoint():
             save_variables(self.model, self.filepath)  # with the optimiser: a promoted trial continues it
-        self.record["checkpoint_seconds"] = round(self.record.get("checkpoint_seconds", 0.0)
-                                                  + time.perf_counter() - t0, 3)
+        _add_checkpoint_time(self.record, t0)
 
     def _link_resume_checkpoint(self) -> bool:
-        if self.resume is None or self.trial_dir is None or self.resume.get("epoch") != self._epoch:
+        if self.resume is None or self.resume.get("epoch") != self._epoch:
             return False
-        source = self.trial_dir / self.resume.get("weights", "")
         target = pathlib.Path(self.filepath)
+        source = target.parent / self.resume["weights"]  # both live in the trial's folder
         tmp = target.with_name(f".{target.name}.link")
         try:
             tmp.unlink(missing_ok=True)
@@ -408,11 +409,10 @@ class ResNetTuner(kt.Hyperband):
         keras.utils.set_random_seed((self.seed * 1_000_003 + zlib.crc32(run.encode())) % 2**31)
 
         checkpoint = TimedSaveBestEpoch(self.oracle.objective, self._get_checkpoint_fname(trial.trial_id), record,
-                                        resume=state, trial_dir=trial_dir)
-        if resume is not None and resume.get("best") is not None:
-            checkpoint.best_value = resume["best"]
+                                        resume=state)
         best_before = self.oracle.get_trial(parent).score if parent is not None else None
         if resume is not None and resume.get("best") is not None:
+            checkpoint.best_value = resume["best"]
             best_before = max(best_before or 0.0, resume["best"])
         fault = fault_for(trial.trial_id)
         base_callbacks = list(kwargs.pop("callbacks", []))
