@@ -25,11 +25,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-
-def rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        pages = int(f.read().split()[1])
-    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+from .runtime import rss_mb
 
 
 def tree_rss_mb(root: int | None = None) -> float:
@@ -49,8 +45,7 @@ def tree_rss_mb(root: int | None = None) -> float:
     while todo:
         pid = todo.pop()
         try:
-            with open(f"/proc/{pid}/statm") as f:
-                total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+            total += rss_mb(pid)
         except OSError:
             pass
         todo += children.get(pid, [])

@@ -114,6 +114,13 @@ def versions() -> dict[str, str]:
     return out
 
 
+def rss_mb(pid: int | str = "self") -> float:
+    """Resident memory of a process (Linux), in MB."""
+    with open(f"/proc/{pid}/statm") as f:
+        pages = int(f.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
 def write_atomic(path: str | os.PathLike, text: str) -> None:
     """Write `text` to `path` via a temporary file and rename, so readers never see half a file."""
     path = pathlib.Path(path)

@@ -392,7 +392,7 @@ def _run(o: _Options) -> SearchResult | None:
         save_session()
         _progress(log, tuner, records, record, previous_wall + time.time() - o.t_start)
         if limit:
-            from .bench import rss_mb
+            from .runtime import rss_mb
 
             rss = rss_mb()
             baseline.append(rss)
