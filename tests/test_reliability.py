@@ -3,6 +3,7 @@ TUNING_FAULTS (tuning/faults.py), a test-only hook."""
 
 import json
 import os
+import re
 import pathlib
 import signal
 import subprocess
@@ -26,8 +27,8 @@ def cli(*args, faults=None, **kw):
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **kw)
 
 
-def run(*args, faults=None, timeout=600):
-    proc = cli(*args, faults=faults)
+def run(*args, faults=None, timeout=600, extra=()):
+    proc = cli(*args, *extra, faults=faults)
     out, err = proc.communicate(timeout=timeout)
     return proc.returncode, out, err
 
@@ -45,6 +46,14 @@ def sequence(run_dir):
                   key=lambda r: r["trial_id"])
     return [(r["trial_id"], r["bracket"], r["round"], r["parent"], r["status"], r["hyperparameters"])
             for r in recs]
+
+
+def released(run_dir: pathlib.Path) -> bool:
+    """The run's OS lock is free and its file names nobody."""
+    from tuning.lock import check_lock
+
+    check_lock(run_dir)
+    return (run_dir / ".lock").read_text() == ""
 
 
 def snapshot(folder: pathlib.Path) -> dict:
@@ -71,14 +80,14 @@ def test_sigkill_mid_trial_then_resume_matches_uninterrupted(finished_run, tiny_
     first.wait()
     for p in run_dir.rglob("*.json"):  # nothing half-written
         json.loads(p.read_text())
-    assert json.loads((run_dir / ".lock").read_text())["pid"] == first.pid  # left behind by the dead process
+    assert json.loads((run_dir / ".lock").read_text())["pid"] == first.pid  # its name stays; the OS lock does not
 
-    code, out, err = run(*args)  # the same command: takes over the stale lock and resumes
+    code, out, err = run(*args)  # the same command, at once: the lock is free and the search resumes
     assert code == 0, err[-3000:]
     assert "resuming" in out
     resumed = json.loads((run_dir / "trials" / "0003.json").read_text())
     assert resumed["resumed_from_epoch"] == 1  # lost nothing but the interrupted epoch
-    assert not (run_dir / ".lock").exists()
+    assert released(run_dir)
     # Exactly the trials (and, data order and random state being restored, the scores) of an
     # uninterrupted run with the same seed.
     assert sequence(run_dir) == sequence(result.run_dir)
@@ -104,7 +113,7 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tiny_space, tmp_path, fault
     assert "interrupted after 1 of 5 trials" in out
     assert f"resume with: python -m tuning.search --space {tiny_space}" in err
     assert "Traceback" not in err
-    assert not (run_dir / ".lock").exists()
+    assert released(run_dir)
     for p in run_dir.rglob("*.json"):
         json.loads(p.read_text())
 
@@ -133,14 +142,91 @@ def test_failing_trials_are_recorded_and_the_search_goes_on(tiny_space, tmp_path
     assert "trial 0000" in out and "failed" in out
 
 
-def test_systematic_failure_stops_with_one_line(tiny_space, tmp_path):
+TWO_TUNED = """
+[defaults]
+dataset = "digits"
+[hyperband]
+max_epochs = 2
+factor = 2
+iterations = 10
+[architecture]
+stem = "cifar"
+depth = 2
+stages = 1
+base_filters = [4, 8]
+block = "basic"
+preact = false
+shortcut = "B"
+[training]
+optimizer = "sgd"
+schedule = "constant"
+batch_size = 64
+[training.sgd]
+learning_rate = {min = 0.01, max = 0.1, log = true}
+momentum = 0.9
+"""
+
+
+def test_systematic_failure_stops_in_one_line_and_the_same_command_goes_on(tmp_path):
+    space = tmp_path / "two.toml"
+    space.write_text(TWO_TUNED)
     results = tmp_path / "results"
-    code, out, err = run("--space", tiny_space, "--results-dir", str(results),
-                         faults={f"000{i}": "raise" for i in range(5)})
-    assert code == 1
-    assert err.strip() == ("error: search stopped: the last 3 trials all failed with: RuntimeError: injected "
-                           "fault: a bug in this configuration")
-    assert len(list((results / "tiny-digits" / "trials").glob("*.json"))) == 3
+    args = ["--space", str(space), "--results-dir", str(results)]
+    trials = results / "two-digits" / "trials"
+    always = {f"{i:04d}": "raise" for i in range(40)}
+    code, _, err = run(*args, faults=always)
+    assert code == 1, err[-3000:]
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert re.fullmatch(r"error: search stopped: the last \d+ trials all failed with the same error, in "
+                        r"configurations that differ in every tuned value: RuntimeError: injected fault: a bug in "
+                        r"this configuration\. Fix the cause, then run the same command again: .*", err.strip())
+    first = len(list(trials.glob("*.json")))
+    assert 3 <= first < 40
+    # The cause is still there: the old streak does not stop the search at once; new failures do.
+    code, _, err = run(*args, faults=always)
+    assert code == 1 and "search stopped" in err
+    second = len(list(trials.glob("*.json")))
+    assert second >= first + 3
+    # Fixed: the same command goes on to the end.
+    code, out, err = run(*args)
+    assert code == 0, err[-3000:]
+    assert "best: trial" in out
+
+
+def test_nan_losses_never_stop_the_search(tiny_space, tmp_path):
+    results = tmp_path / "results"
+    code, out, err = run("--space", tiny_space, "--results-dir", str(results), "--iterations", "2",
+                         faults={f"{i:04d}": "nan" for i in range(6)})
+    assert code == 0, err[-3000:]
+    recs = [json.loads(p.read_text()) for p in (results / "tiny-digits" / "trials").glob("*.json")]
+    assert sum(r["status"] == "FAILED" and "NaN" in r["error"] for r in recs) == 6
+    assert any(r["status"] == "COMPLETED" for r in recs)
+
+
+def test_unexpected_error_is_one_line_with_the_traceback_in_error_log(tiny_space, tmp_path):
+    results = tmp_path / "results"
+    args = ["--space", tiny_space, "--results-dir", str(results)]
+    run_dir = results / "tiny-digits"
+    # A corrupt results file the search reads at its end (an unexpected error, not bad input).
+    code, _, err = run(*args, faults={"crash": "after-trials"})
+    assert code == 1, err[-3000:]
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert f"the full traceback is in {run_dir / 'error.log'}" in err and "run the same command again" in err
+    assert "Traceback" in (run_dir / "error.log").read_text()
+    code, _, err = run(*args, faults={"crash": "after-trials"}, extra=["--verbose"])
+    assert code == 1 and "Traceback" in err and err.strip().splitlines()[-1].startswith("error: ")
+    code, out, err = run(*args)  # the cause gone: the same command finishes the run
+    assert code == 0, err[-3000:]
+    assert (run_dir / "best.json").exists()
+
+
+def test_gpus_that_do_not_exist_are_refused(tmp_path):
+    results = tmp_path / "results"
+    for extra in ([], ["--workers", "2"]):
+        code, _, err = run("--gpus", "7", "--results-dir", str(results), *extra)
+        assert code == 2, err[-3000:]
+        assert err.startswith("error: --gpus 7: no GPU 7; this machine has ") and len(err.strip().splitlines()) == 1
+    assert not results.exists()
 
 
 @pytest.fixture
@@ -211,3 +297,26 @@ def test_bad_input_exit_2_one_line_nothing_changed(finished_run, tiny_space, tmp
         assert needle in err, (args, err)
         assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, (args, err)
     assert snapshot(tmp_path) == before
+
+
+def test_a_missing_best_checkpoint_is_recreated_and_the_run_finishes(finished_run, tiny_space, tmp_path):
+    """A run left by a version that deleted the best trial's checkpoint (tied best scores): the
+    same command again trains that configuration afresh, says so in one line, and finishes."""
+    import shutil
+
+    result, _, results = finished_run
+    copy = tmp_path / "results"
+    shutil.copytree(result.run_dir, copy / result.run_dir.name)
+    run_dir = copy / result.run_dir.name
+    best = json.loads((run_dir / "best.json").read_text())
+    (run_dir / best["checkpoint"]).unlink()
+    (run_dir / "best.json").unlink()
+    code, out, err = run("--space", tiny_space, "--results-dir", str(copy), "--seed", "0")
+    assert code == 0, err[-3000:]
+    assert f"note: the checkpoint of the best trial {best['trial_id']} is missing; training its configuration " \
+           "again from scratch" in out
+    again = json.loads((run_dir / "best.json").read_text())
+    assert again["trial_id"] == best["trial_id"] and again["recreated"]["reason"] == "checkpoint missing"
+    assert (run_dir / best["checkpoint"]).exists() and 0 <= again["test_accuracy"] <= 1
+    code, out, err = run("--space", tiny_space, "--results-dir", str(copy), "--seed", "0")  # nothing left to do
+    assert code == 0 and "is missing" not in out

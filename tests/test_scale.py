@@ -122,7 +122,9 @@ def test_chief_and_two_workers_each_trial_once_even_when_workers_die(tiny_space,
     for r in records:
         steps = [s for s, _ in scalars(f"{r['run']}/validation", "epoch_accuracy")]
         assert max(steps) + 1 >= r["epochs"]
-    assert not (run_dir / ".lock").exists()
+    from .test_reliability import released
+
+    assert released(run_dir)
 
 
 def test_workers_flag_rejects_zero(tmp_path):

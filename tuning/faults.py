@@ -10,6 +10,12 @@ Set ``TUNING_FAULTS`` to a JSON object mapping trial ids to a fault, e.g.
 - ``hang@E``: sleep for an hour after epoch E completes (a window to kill the process in);
   ``deaf@E``: the same, but the first Ctrl-C is lost, as Python loses one that lands while it
   runs a finaliser.
+
+The key ``"handover": "every-trial"`` makes a supervised trial process hand over to a fresh one
+after every trial (``--recycle-mb`` measures growth from the end of a process's first trial, so
+even 1 MB hands over after every second trial only). The key ``"crash": "after-trials"`` raises an unexpected error once every trial has ended
+(before the best trial is evaluated), as a bug there would. The key ``"score_step"`` (e.g. ``{"score_step": 0.5}``) rounds every trial's validation
+accuracy to a multiple of the step before the search sees it, so that ties are everywhere.
 """
 
 from __future__ import annotations
@@ -23,11 +29,38 @@ import keras
 ENV = "TUNING_FAULTS"
 
 
-def fault_for(trial_id: str) -> str | None:
+def _faults() -> dict:
     text = os.environ.get(ENV)
-    if not text:
-        return None
-    return json.loads(text).get(trial_id)
+    return json.loads(text) if text else {}
+
+
+def fault_for(trial_id: str) -> str | None:
+    return _faults().get(trial_id)
+
+
+def crash_point(name: str) -> None:
+    if _faults().get("crash") == name:
+        raise RuntimeError(f"injected crash at {name}")
+
+
+def handover_every_trial() -> bool:
+    return _faults().get("handover") == "every-trial"
+
+
+def score_step() -> float | None:
+    return _faults().get("score_step")
+
+
+class RoundScores(keras.callbacks.Callback):
+    """Rounds ``val_accuracy`` in the epoch's logs, which every later callback shares."""
+
+    def __init__(self, step: float):
+        super().__init__()
+        self.step = step
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs and "val_accuracy" in logs:
+            logs["val_accuracy"] = round(float(logs["val_accuracy"]) / self.step) * self.step
 
 
 class FaultInjector(keras.callbacks.Callback):

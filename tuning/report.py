@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .errors import UsageError
+from .ranking import best_record
 from .runs import Run, open_run
 from .runtime import write_atomic
 
@@ -47,9 +48,15 @@ def configurations(run: Run) -> list[dict[str, Any]]:
             "run": name, "trials": recs, "score": max(scores) if scores else None, "curve": curve,
             "params": recs[0].get("params"), "flops": recs[0].get("flops"), "bracket": recs[0].get("bracket", 0),
             "rounds": [(r.get("round", 0), r.get("initial_epoch", 0)) for r in recs],
-            "hyperparameters": recs[0].get("hyperparameters", {}),
+            "hyperparameters": recs[0].get("hyperparameters", {}), "best": best_record(recs),
         })
     return out
+
+
+def best_configuration(configs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The configuration holding the best trial (`tuning.ranking`'s order)."""
+    top = best_record(c["best"] for c in configs if c["best"] is not None)
+    return next((c for c in configs if c["best"] is top), None) if top is not None else None
 
 
 def lineage(config: dict[str, Any]) -> str:
@@ -87,7 +94,7 @@ def plot_curves(configs, path: pathlib.Path, title: str) -> None:
     cmap = plt.get_cmap("viridis", max(2, len(brackets)))
     colors = {b: cmap(i) for i, b in enumerate(brackets)}
     starts = set()
-    best = max((c for c in configs if c["score"] is not None), key=lambda c: c["score"], default=None)
+    best = best_configuration(configs)
     for c in configs:
         if not c["curve"]:
             continue
@@ -131,12 +138,11 @@ def plot_pareto(configs, path: pathlib.Path) -> None:
         fy = [pts[i][1] for i in front]
         ax.step(fx, fy, where="post", color="tab:red", lw=1.5)
         ax.scatter(fx, fy, s=60, facecolors="none", edgecolors="tab:red", lw=1.5, label="Pareto front")
-        if pts:
-            bi = max(range(len(pts)), key=lambda i: pts[i][1])
-            top = max((r for r in scored[bi]["trials"] if r.get("val_accuracy") is not None),
-                      key=lambda r: r["val_accuracy"])
-            ax.annotate(f"best: trial {top['trial_id']}", pts[bi], textcoords="offset points", xytext=(-6, -14),
-                        ha="right", fontsize=8)
+        best = best_configuration(scored)
+        if best is not None:
+            bi = scored.index(best)
+            ax.annotate(f"best: trial {best['best']['trial_id']}", pts[bi], textcoords="offset points",
+                        xytext=(-6, -14), ha="right", fontsize=8)
         ax.set_xscale("log")
         from matplotlib.ticker import EngFormatter, LogLocator, NullFormatter
 

@@ -20,6 +20,7 @@ import pathlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from .ranking import record_key
 from .runtime import write_atomic, write_json
 
 FIXED_COLUMNS = ("trial_id", "run", "bracket", "round", "status", "epochs", "val_accuracy", "params", "flops",
@@ -41,14 +42,9 @@ def save_record(run_dir: pathlib.Path, record: Mapping[str, Any]) -> None:
     write_json(run_dir / "trials" / f"{record['trial_id']}.json", dict(record))
 
 
-def _sort_key(rec: Mapping[str, Any]):
-    acc = rec.get("val_accuracy")
-    return (acc is None, -(acc or 0.0), rec.get("trial_id", ""))
-
-
 def leaderboard_rows(records: Iterable[Mapping[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
-    """Columns and rows (best first) of the leaderboard."""
-    recs = sorted(records, key=_sort_key)
+    """Columns and rows of the leaderboard, best first (`tuning.ranking`'s order)."""
+    recs = sorted(records, key=record_key)
     hp_cols: list[str] = []
     for rec in recs:
         for k in rec.get("hyperparameters", {}):

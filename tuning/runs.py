@@ -9,6 +9,7 @@ from typing import Any
 
 from . import results as res
 from .errors import UsageError
+from .ranking import best_record
 
 
 @dataclasses.dataclass
@@ -32,7 +33,7 @@ class Run:
     def best_trial_id(self) -> str:
         if self.best and self.best.get("trial_id") in self.records:
             return self.best["trial_id"]
-        return max(self.completed(), key=lambda r: (r["val_accuracy"], -int(r["trial_id"])))["trial_id"]
+        return best_record(self.completed())["trial_id"]
 
     def values(self, trial_id: str) -> dict[str, Any]:
         """The trial's hyperparameter values under keras-tuner's names."""

@@ -31,12 +31,15 @@ def _stderr_to_devnull():
         os.close(devnull)
 
 
-def import_tensorflow(verbose: bool = False):
+def import_tensorflow(verbose: bool = False, gpus: str | None = None):
     """Import TensorFlow and Keras; unless `verbose`, hide their C++ start-up log lines.
 
     `TF_CPP_MIN_LOG_LEVEL` silences TensorFlow's own runtime messages but not the absl lines
     printed while the shared libraries load, so those are dropped by pointing stderr at
     /dev/null for the duration of the import.
+
+    `gpus` (``"0,1"``) restricts this process to those GPU indices; an index that does not
+    exist is refused (UsageError naming the GPUs there are). It must be given on the first call.
     """
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
@@ -49,6 +52,11 @@ def import_tensorflow(verbose: bool = False):
         import tensorflow as tf
         import keras  # noqa: F401
 
+        if gpus is not None:  # before the runtime starts: visibility cannot change afterwards
+            devices = tf.config.list_physical_devices("GPU")
+            require_gpus(gpus, [d.name for d in devices])
+            wanted = {int(g) for g in gpus.split(",") if g.strip()}
+            tf.config.set_visible_devices([d for i, d in enumerate(devices) if i in wanted], "GPU")
         tf.constant(0)  # initialises the runtime (device discovery logs) while stderr is muted
     if not verbose:
         tf.get_logger().setLevel("ERROR")
@@ -58,18 +66,35 @@ def import_tensorflow(verbose: bool = False):
     return tf
 
 
-def select_gpus(gpus: str | None) -> None:
-    """Restrict this process to the given GPU indices (``"0,1"``); must run before TensorFlow loads."""
-    if gpus is None:
-        return
-    if "tensorflow" in sys.modules:
-        import tensorflow as tf
+def require_gpus(gpus: str, available: list[str]) -> None:
+    """Refuse (UsageError) GPU indices in `gpus` ("0,1") beyond the `available` devices' count."""
+    from .errors import UsageError
 
-        wanted = {int(g) for g in gpus.split(",") if g.strip()}
-        devices = tf.config.list_physical_devices("GPU")
-        tf.config.set_visible_devices([d for i, d in enumerate(devices) if i in wanted], "GPU")
-    else:
-        os.environ["CUDA_VISIBLE_DEVICES"] = gpus
+    if not all(g.strip().isdigit() for g in str(gpus).split(",")):
+        raise UsageError(f"--gpus {gpus!r} is invalid: give GPU indices such as 0 or 0,1")
+    missing = [g.strip() for g in gpus.split(",") if g.strip() and int(g) >= len(available)]
+    if not missing:
+        return
+    there = (f"this machine has {len(available)} GPU(s): "
+             + ", ".join(f"{i} ({name})" for i, name in enumerate(available))) if available else \
+        "this machine has no GPU that TensorFlow can use"
+    raise UsageError(f"--gpus {gpus}: no GPU {', '.join(missing)}; {there}. Give indices that exist, or leave "
+                     "--gpus out to use what there is (the CPU when there is no GPU)")
+
+
+def check_keras_tuner() -> None:
+    """The search uses keras-tuner's internals as of 1.4: refuse another minor version in one line."""
+    from importlib import metadata
+
+    from .errors import UsageError
+
+    try:
+        version = metadata.version("keras-tuner")
+    except metadata.PackageNotFoundError:
+        version = "none"
+    if not version.startswith("1.4."):
+        raise UsageError(f"keras-tuner {version} is installed, but this package was tested with 1.4 and relies on its "
+                         "internals; install it with: pip install 'keras-tuner>=1.4.7,<1.5'")
 
 
 def setup_devices(precision: str = "auto", jit: bool | None = None) -> dict:

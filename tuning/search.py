@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .errors import UsageError
+from .errors import SystematicFailure, UsageError
 
 RUN_KEYS = ("space", "dataset", "seed", "max_epochs", "factor", "iterations", "image_size")
 
@@ -122,8 +122,11 @@ def search(
         def log(line: str) -> None:
             print(line, file=stdout, flush=True)
 
-    from search_spaces import Sampler, load_space
+    from search_spaces import load_space
 
+    from .runtime import check_keras_tuner
+
+    check_keras_tuner()
     for key, value, minimum in (("max_epochs", max_epochs, 1), ("factor", factor, 2),
                                 ("iterations", iterations, 1), ("seed", seed, 0)):
         _check_positive(key, value, minimum)
@@ -156,6 +159,19 @@ def search(
                 "max_epochs": max_epochs, "factor": factor, "iterations": iterations,
                 "image_size": list(image_size) if image_size else None}
     _check_positive("recycle_mb", recycle_mb, 0)
+    try:
+        return _search(sp, dataset, run_dir, run_info, results_dir, name, seed, overwrite, verbose, skip_bad_images,
+                       precision, jit, gpus, strategy, recycle_mb, log, t_start)
+    except (ValueError, SystematicFailure, SearchError, Recycled, KeyboardInterrupt):
+        raise  # UsageError, SpaceError and DataError are ValueErrors: bad input, said in one line
+    except Exception as e:  # anything else: one line here, the traceback in the run's error.log
+        raise SearchError.from_exception(run_dir, "the search", e) from e
+
+
+def _search(sp, dataset, run_dir, run_info, results_dir, name, seed, overwrite, verbose, skip_bad_images, precision,
+            jit, gpus, strategy, recycle_mb, log, t_start) -> SearchResult | None:
+    from search_spaces import Sampler
+
     role = _role()
     child = CHILD_ENV in os.environ  # a trial process of a supervising search() (which holds the lock)
     from .lock import check_lock
@@ -169,15 +185,15 @@ def search(
     if role == "standalone" and not child and recycle_mb:
         child_args = _child_args(sp, dataset, run_info, results_dir, name, verbose, skip_bad_images, precision, jit,
                                  gpus, strategy)
-        with _owned_run(run_dir, overwrite):
-            return _supervise(child_args, run_dir, recycle_mb, log)
+        with _owned_run(run_dir, overwrite) as lock_fd:
+            return _supervise(child_args, run_dir, recycle_mb, log, lock_fd, verbose)
 
-    from .runtime import import_tensorflow, select_gpus, setup_devices
+    from .runtime import import_tensorflow, setup_devices
 
-    select_gpus(gpus)
-    import_tensorflow(verbose)  # before anything imports keras, so its start-up noise stays hidden
+    import_tensorflow(verbose, gpus)  # before anything imports keras, so its start-up noise stays hidden
     from .data import load_data
 
+    image_size = tuple(run_info["image_size"]) if run_info["image_size"] else None
     data = load_data(dataset, seed=seed, image_size=image_size, skip_bad_images=skip_bad_images)
     sampler = Sampler(sp, data.net_input_shape, data.num_classes)
     if sampler.note and role != "worker" and not os.environ.get("TUNING_CONTINUING"):
@@ -185,12 +201,48 @@ def search(
     if data.skipped:
         log(f"note: skipped {len(data.skipped)} unreadable image(s), first {data.skipped[0]}")
     devices = setup_devices(precision, jit)
-    opts = _Options(run_dir, run_info, sp, data, sampler, resuming, seed, max_epochs, factor, iterations, name,
-                    verbose, log, t_start, role, devices, strategy if strategy != "none" else None)
+    opts = _Options(run_dir, run_info, sp, data, sampler, resuming, seed, run_info["max_epochs"], run_info["factor"],
+                    run_info["iterations"], name, verbose, log, t_start, role, devices,
+                    strategy if strategy != "none" else None)
     if role == "worker" or child:
         return _run(opts)
     with _owned_run(run_dir, overwrite):
         return _run(opts)
+
+
+class SearchError(RuntimeError):
+    """An unexpected failure: one line for the user, the traceback in ``<run>/error.log``."""
+
+    def __init__(self, message: str, details: str = ""):
+        super().__init__(message)
+        self.details = details  # the traceback (printed too with --verbose)
+
+    @classmethod
+    def from_exception(cls, run_dir: pathlib.Path, what: str, error: BaseException) -> "SearchError":
+        import traceback
+
+        details = "".join(traceback.format_exception(error))
+        log_path = _append_error_log(run_dir, details)
+        first = (str(error).strip().splitlines() or [""])[0][:200]
+        return cls(f"{what} failed ({type(error).__name__}{': ' + first if first else ''}); the full traceback is "
+                   f"in {log_path}; finished trials are saved: run the same command again to resume", details)
+
+
+def _append_error_log(run_dir: pathlib.Path, text: str) -> pathlib.Path:
+    """Add `text` to ``<run>/error.log`` (kept across sessions: nothing on disk is lost)."""
+    path = run_dir / "error.log"
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as f:
+            f.write(f"----- {time.strftime('%Y-%m-%d %H:%M:%S')} (pid {os.getpid()})\n{text.rstrip()}\n")
+    except OSError:  # an unwritable folder: keep the traceback somewhere the user can read it
+        import tempfile
+
+        fd, tmp = tempfile.mkstemp(prefix="tuning-error-", suffix=".log")
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        path = pathlib.Path(tmp)
+    return path
 
 
 CHILD_ENV = "TUNING_TRIAL_PROCESS"   # set (to the MB limit) in a supervised trial process
@@ -238,52 +290,102 @@ def _child_args(sp, dataset, run_info, results_dir, name, verbose, skip_bad_imag
     return args
 
 
-def _supervise(child_args: list[str], run_dir: pathlib.Path, recycle_mb: int, log) -> SearchResult:
-    """Run the search in trial processes, each handing over to a fresh one when it has grown."""
+def _supervise(child_args: list[str], run_dir: pathlib.Path, recycle_mb: int, log, lock_fd: int,
+               verbose: bool) -> SearchResult:
+    """Run the search in trial processes, each handing over to a fresh one when it has grown.
+
+    A trial process inherits the run's lock (`lock_fd`), so the folder stays locked until it has
+    exited too, and is killed if this process dies. It says how it ended in an outcome file
+    (`write_outcome`), never through its stderr text.
+    """
     import subprocess
+    import tempfile
     import threading
 
-    from .data import DataError
-    from .errors import SystematicFailure
-
     generation = 0
-    while True:
-        env = {**os.environ, CHILD_ENV: str(recycle_mb), "PYTHONUNBUFFERED": "1"}
-        if generation:
-            env["TUNING_CONTINUING"] = "1"
-        proc = subprocess.Popen([sys.executable, "-m", "tuning.search", *child_args], env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1,
-                                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
-        errors: list[str] = []
-        pump = threading.Thread(target=lambda: errors.extend(proc.stderr), daemon=True)
-        pump.start()
-        try:
-            for line in proc.stdout:
-                log(line.rstrip("\n"))
-            proc.wait()
-        except KeyboardInterrupt:  # pass Ctrl-C on (it may have it already), let it save, show its last words
-            threading.Thread(target=_interrupt_until_stopped, args=(proc,), daemon=True).start()
-            for line in proc.stdout:
-                log(line.rstrip("\n"))
-            proc.wait()
-            raise
-        finally:
-            pump.join(10)
-        generation += 1
-        if proc.returncode == RECYCLE_EXIT:
-            continue
-        if proc.returncode == 0:
-            return _result_from_disk(run_dir)
-        last = next((e.strip() for e in reversed(errors) if e.strip()), f"status {proc.returncode}")
-        message = last.removeprefix("error: ")
-        if proc.returncode == 2:
-            raise UsageError(message) if not message.startswith("dataset") else DataError(message)
-        if proc.returncode == 1 and message.startswith("search stopped: "):
-            raise SystematicFailure(message.removeprefix("search stopped: "))
-        if proc.returncode in (130, -2):
-            raise KeyboardInterrupt
-        raise RuntimeError(f"the trial process failed ({message}); run the same command again to resume, "
-                           "or add --verbose for details" + ("\n" + "".join(errors[-30:]) if errors else ""))
+    fd, outcome_path = tempfile.mkstemp(prefix="tuning-outcome-", suffix=".json")
+    os.close(fd)
+    outcome_file = pathlib.Path(outcome_path)
+    try:
+        while True:
+            env = {**os.environ, CHILD_ENV: str(recycle_mb), "PYTHONUNBUFFERED": "1"}
+            if generation:
+                env["TUNING_CONTINUING"] = "1"
+            outcome_file.write_text("")
+            proc = subprocess.Popen([sys.executable, "-m", "tuning.search", *child_args, "--outcome", outcome_path],
+                                    env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1,
+                                    pass_fds=(lock_fd,),
+                                    preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+            errors: list[str] = []
+
+            def pump(stream=proc.stderr, errors=errors):
+                for line in stream:
+                    errors.append(line)
+                    del errors[:-200]
+                    if verbose:  # warnings and tracebacks as they come
+                        print(line, end="", file=sys.stderr, flush=True)
+
+            pumper = threading.Thread(target=pump, daemon=True)
+            pumper.start()
+            try:
+                for line in proc.stdout:
+                    log(line.rstrip("\n"))
+                proc.wait()
+            except KeyboardInterrupt:  # pass Ctrl-C on (it may have it already), let it save, show its last words
+                threading.Thread(target=_interrupt_until_stopped, args=(proc,), daemon=True).start()
+                for line in proc.stdout:
+                    log(line.rstrip("\n"))
+                proc.wait()
+                raise
+            finally:
+                pumper.join(10)
+            generation += 1
+            if proc.returncode == RECYCLE_EXIT:
+                continue
+            if proc.returncode == 0:
+                return _result_from_disk(run_dir)
+            _raise_outcome(read_outcome(outcome_file), proc.returncode, run_dir, errors)
+    finally:
+        outcome_file.unlink(missing_ok=True)
+
+
+def write_outcome(path: str | os.PathLike, kind: str, message: str = "", details: str = "") -> None:
+    """How a trial process ended, for its supervisor: ``usage``, ``data``, ``systematic``,
+    ``error`` or ``interrupted``, with the one-line message (and the traceback, for --verbose)."""
+    from .runtime import write_json
+
+    write_json(path, {"kind": kind, "message": message, "details": details})
+
+
+def read_outcome(path: pathlib.Path) -> dict[str, str]:
+    try:
+        return json.loads(path.read_text() or "{}")
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def _raise_outcome(outcome: dict[str, str], returncode: int, run_dir: pathlib.Path, errors: list[str]) -> None:
+    """Raise what the trial process's ending means here."""
+    import signal
+
+    from .data import DataError
+
+    kind, message = outcome.get("kind"), outcome.get("message", "")
+    if kind == "usage":
+        raise UsageError(message)
+    if kind == "data":
+        raise DataError(message)
+    if kind == "systematic":
+        raise SystematicFailure(message)
+    if kind == "interrupted" or returncode in (130, -signal.SIGINT):
+        raise KeyboardInterrupt
+    if kind == "error":
+        raise SearchError(message, outcome.get("details", ""))
+    # No word from it: it was killed (the kernel's out-of-memory killer, a person) or crashed hard.
+    how = f"was killed by {signal.Signals(-returncode).name}" if returncode < 0 else f"exited with status {returncode}"
+    log_path = _append_error_log(run_dir, f"the trial process {how}; its last output:\n" + "".join(errors[-50:]))
+    raise SearchError(f"the trial process {how}; finished trials and the running trial's last completed epoch are "
+                      f"saved: run the same command again to resume (its last output is in {log_path})")
 
 
 def _interrupt_until_stopped(proc, every: float = 5.0, limit: float = 120.0) -> None:
@@ -394,9 +496,11 @@ def _run(o: _Options) -> SearchResult | None:
         if limit:
             from .runtime import rss_mb
 
+            from .faults import handover_every_trial
+
             rss = rss_mb()
             baseline.append(rss)
-            if rss - baseline[0] > limit and len(records) < planned:
+            if (rss - baseline[0] > limit or handover_every_trial()) and len(records) < planned:
                 log(f"(this trial process grew by {rss - baseline[0]:.0f} MB over {len(baseline)} trials; "
                     "continuing in a fresh one)")
                 raise _Recycle()
@@ -408,6 +512,9 @@ def _run(o: _Options) -> SearchResult | None:
     with quiet:  # keras-tuner prints "Reloading Tuner from ..." and search banners
         tuner = ResNetTuner(hypermodel, run_dir, max_epochs=o.max_epochs, factor=o.factor, iterations=o.iterations,
                             seed=o.seed, on_trial_done=on_trial_done, overwrite=False, **tuner_kwargs)
+    if not worker and not os.environ.get("TUNING_CONTINUING"):
+        tuner.oracle.forget_failures()  # the user ran the command again: an old stop's streak is over
+        tuner.oracle.save()
     records = res.load_records(run_dir)
     tuner.records.update(records)
     planned = len(tuner.planned)
@@ -447,12 +554,15 @@ def _run(o: _Options) -> SearchResult | None:
         raise
     if worker:
         return None
+    from .faults import crash_point
 
+    crash_point("after-trials")
     records = res.load_records(run_dir)
     best_trials = tuner.oracle.get_best_trials(1)
-    if not best_trials or best_trials[0].score is None:
-        raise RuntimeError(f"no trial of {run_dir} completed; see the errors in {run_dir / 'leaderboard.md'}")
-    best = _best(tuner, best_trials[0], records, data, run_dir)
+    if not best_trials or best_trials[0].status != "COMPLETED" or best_trials[0].score is None:
+        raise SystematicFailure(f"no trial completed: all {len(records)} failed (their reasons are in "
+                                f"{run_dir / 'leaderboard.md'})")
+    best = _best(tuner, best_trials[0], records, data, run_dir, log)
     save_session()
     fit_seconds = sum(r.get("fit_seconds", 0.0) for r in records.values()) + best.get("test_eval_seconds", 0.0)
     wall = previous_wall + session["wall_seconds"]
@@ -488,8 +598,13 @@ def _run(o: _Options) -> SearchResult | None:
     return SearchResult(o.name, run_dir, best, summary, rows, tb_cmd)
 
 
-def _best(tuner, trial, records, data, run_dir: pathlib.Path) -> dict[str, Any]:
-    """best.json's content; the test split is evaluated once per best trial and then reused."""
+def _best(tuner, trial, records, data, run_dir: pathlib.Path, log) -> dict[str, Any]:
+    """best.json's content; the test split is evaluated once per best trial and then reused.
+
+    If the best trial's checkpoint is missing (deleted by hand, or by a version of this package
+    that could delete it), its configuration is trained again from scratch for its epochs to
+    recreate it, and best.json says so.
+    """
     from . import results as res
 
     old = {}
@@ -497,10 +612,18 @@ def _best(tuner, trial, records, data, run_dir: pathlib.Path) -> dict[str, Any]:
         with contextlib.suppress(OSError, json.JSONDecodeError):
             old = json.loads((run_dir / "best.json").read_text())
     rec = records.get(trial.trial_id, {})
-    if old.get("trial_id") == trial.trial_id and old.get("test_accuracy") is not None:
+    checkpoint = pathlib.Path(tuner._get_checkpoint_fname(trial.trial_id))
+    if old.get("trial_id") == trial.trial_id and old.get("test_accuracy") is not None and checkpoint.exists():
         return old
     t0 = time.perf_counter()
     values = trial.hyperparameters.values
+    recreated = None
+    if not checkpoint.exists():
+        epochs = int(values.get("tuner/epochs", 1))
+        log(f"note: the checkpoint of the best trial {trial.trial_id} is missing; training its configuration again "
+            f"from scratch for {epochs} epochs to recreate it")
+        recreated = {"reason": "checkpoint missing", "epochs": epochs,
+                     "val_accuracy": tuner.recreate_checkpoint(trial)}
     model = tuner.load_model(trial)  # the trial's own best-epoch checkpoint
     _, cfg, _ = tuner.hypermodel.sampler.resolve(values)
     test = data.pipeline("test", 256)
@@ -512,9 +635,11 @@ def _best(tuner, trial, records, data, run_dir: pathlib.Path) -> dict[str, Any]:
         "hyperparameters": rec.get("hyperparameters") or tuner.hypermodel.sampler.describe(values),
         "spec": rec.get("spec") or tuner.hypermodel.sampler.spec(values).to_dict(),
         "train_config": dataclasses.asdict(cfg),
-        "checkpoint": str(pathlib.Path(tuner._get_checkpoint_fname(trial.trial_id)).relative_to(run_dir)),
+        "checkpoint": str(checkpoint.relative_to(run_dir)),
         "test_eval_seconds": round(time.perf_counter() - t0, 3),
     }
+    if recreated:
+        best["recreated"] = recreated  # the weights evaluated (and exported) are the retrained ones
     res.write_best(run_dir, best)
     return best
 
@@ -542,10 +667,10 @@ def _owned_run(run_dir: pathlib.Path, overwrite: bool):
     """Hold the run folder's lock; with --overwrite, empty the folder first."""
     from .lock import run_lock
 
-    with run_lock(run_dir):
+    with run_lock(run_dir) as fd:
         if overwrite:
             _clear_run(run_dir)
-        yield
+        yield fd
 
 
 def _clear_run(run_dir: pathlib.Path) -> None:
@@ -569,7 +694,7 @@ def _check_existing_run(run_dir: pathlib.Path, run_info: dict, overwrite: bool) 
     if not meta.exists():
         from .lock import LOCK_NAME
 
-        if any(p.name != LOCK_NAME for p in run_dir.iterdir()):
+        if any(p.name not in (LOCK_NAME, "error.log") for p in run_dir.iterdir()):
             raise UsageError(f"{run_dir} exists but is not a search run; choose another --name or --results-dir, "
                              "or pass --overwrite to replace it")
         return False
@@ -654,6 +779,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="TensorFlow keeps ~10 MB for every model a process trains: trials run in a child process "
                         "that hands over to a fresh one when it has grown by this much (default 150; 0: run "
                         "every trial in this process)")
+    p.add_argument("--outcome", help=argparse.SUPPRESS)  # a trial process: where to say how it ended
     g.add_argument("--workers", type=int, metavar="N", help="run keras-tuner's chief and N workers on this host "
                    "(one GPU each where there are GPUs) and gather their output")
     return p
@@ -674,7 +800,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{n.ljust(width)}  {desc}")
         return 0
     from .data import DataError
-    from .errors import SystematicFailure
 
     if args.workers is not None:
         if args.workers < 1:
@@ -683,13 +808,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "KERASTUNER_TUNER_ID" in os.environ:
             print("error: --workers starts its own chief and workers; unset KERASTUNER_TUNER_ID", file=sys.stderr)
             return 2
-        from .distributed import launch
+        from .distributed import launch, visible_gpus
 
+        if args.gpus:
+            from .runtime import require_gpus
+
+            try:
+                require_gpus(args.gpus, visible_gpus(None))
+            except UsageError as e:
+                print(f"error: {e}", file=sys.stderr)
+                return 2
         try:
             return launch(sys.argv[1:] if argv is None else list(argv), args.workers, args.gpus,
                           out=lambda line: print(line, flush=True), recycle_mb=args.recycle_mb)
         except KeyboardInterrupt:
             return 130
+    def say(kind: str, message: str, code: int, details: str = "") -> int:
+        if args.outcome:  # a trial process: tell the supervisor how it ended
+            write_outcome(args.outcome, kind, message, details)
+        if details and args.verbose and not args.outcome:
+            print(details.rstrip(), file=sys.stderr)
+        if message:
+            print(f"error: {message}", file=sys.stderr)
+        return code
+
     try:
         search(args.space, args.dataset, max_epochs=args.max_epochs, factor=args.factor,
                iterations=args.iterations, results_dir=args.results_dir, name=args.name, seed=args.seed,
@@ -698,13 +840,25 @@ def main(argv: Sequence[str] | None = None) -> int:
                strategy=args.strategy, recycle_mb=args.recycle_mb)
     except Recycled:
         return RECYCLE_EXIT
-    except (UsageError, SpaceError, DataError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except DataError as e:
+        return say("data", str(e), 2)
+    except (UsageError, SpaceError) as e:
+        return say("usage", str(e), 2)
     except SystematicFailure as e:
-        print(f"error: search stopped: {e}", file=sys.stderr)
-        return 1
+        if args.outcome:
+            return say("systematic", str(e), 1)
+        return say("systematic", f"search stopped: {e}. Fix the cause, then run the same command again: the "
+                   "search goes on, and these failures no longer count", 1)
+    except SearchError as e:
+        return say("error", str(e), 1, e.details)
+    except Exception as e:  # outside the search's own handling (say, in the Python it runs on)
+        import traceback
+
+        return say("error", f"unexpected {type(e).__name__}: {e}; run the same command again to resume, with "
+                   "--verbose to see the traceback", 1, traceback.format_exc())
     except KeyboardInterrupt:
+        if args.outcome:
+            return say("interrupted", "", 130)
         cmd = " ".join(shlex.quote(a) for a in ["python", "-m", "tuning.search", *(argv or sys.argv[1:])]
                        if a != "--overwrite")
         print(f"resume with: {cmd}", file=sys.stderr)

@@ -32,14 +32,16 @@ from keras_tuner.src.tuners.hyperband import HyperbandOracle
 
 from .checkpoints import CHECKPOINT_NAME, load_variables, save_variables
 from .errors import SystematicFailure
-from .faults import FaultInjector, fault_for
+from .faults import FaultInjector, RoundScores, fault_for, score_step
 from .hypermodel import ResNetHyperModel
+from .ranking import trial_key
 from .runtime import write_json
 from .tensorboard_log import TrialLogger, tensorboard_callback, write_status
 
 MAX_DRAWS = 1000
-SAME_ERROR_LIMIT = 3      # this many consecutive failures with one error: systematic, stop
-ANY_ERROR_LIMIT = 10      # this many consecutive failures of any kind: stop
+SAME_ERROR_LIMIT = 3      # at least this many failures in a row with one error (see `systematic_failure`)
+# Failures that belong to their configuration: recorded and scored as failed, never a reason to stop.
+CONFIGURATION_FAILURES = ("the loss became NaN", "out of memory at batch size")
 
 
 def _last_line(message: str) -> str:
@@ -67,6 +69,7 @@ class ResNetOracle(HyperbandOracle):
         self.rejected = 0
         self.lineage: dict[str, dict[str, Any]] = {}   # trial id -> {"bracket_run", "round"}
         self.bracket_runs: dict[str, dict[str, Any]] = {}  # first trial id -> {"bracket", "rounds"}
+        self.streak_from = 0  # failures ended before this index of end_order no longer count
         super().__init__(*args, **kwargs)
 
     def _random_values(self):
@@ -117,8 +120,7 @@ class ResNetOracle(HyperbandOracle):
             if len(finished) == len(waiting):  # every candidate failed: close the round's open slots
                 rounds[r].extend({"past_id": None, "id": None} for _ in range(size - len(rounds[r])))
             return None
-        pick = max if self.objective.direction == "max" else min
-        best = pick(scored, key=lambda t: t.score)
+        best = min(scored, key=trial_key)  # ties: the one order every part of the search uses
         values = best.hyperparameters.values.copy()
         values.update({"tuner/trial_id": best.trial_id, "tuner/epochs": self._get_epochs(b, r),
                        "tuner/initial_epoch": self._get_epochs(b, r - 1), "tuner/bracket": b, "tuner/round": r})
@@ -139,6 +141,11 @@ class ResNetOracle(HyperbandOracle):
         self.lineage[trial_id] = {"bracket_run": run, "round": round_num}
         entry = self.bracket_runs.setdefault(run, {"bracket": int(values["tuner/bracket"]), "rounds": {}})
         entry["rounds"].setdefault(str(round_num), []).append(trial_id)
+
+    def get_best_trials(self, num_trials=1):
+        """The best trials in `tuning.ranking`'s total order (keras-tuner's own sort leaves ties in
+        dict order, which depends on the order trials were reloaded from disk)."""
+        return sorted(self.trials.values(), key=trial_key)[:num_trials]
 
     def dead_checkpoints(self) -> set[str]:
         """Finished trials whose checkpoint Hyperband will never load again."""
@@ -175,7 +182,8 @@ class ResNetOracle(HyperbandOracle):
 
     def get_state(self):
         state = super().get_state()
-        state.update({"rejected": self.rejected, "lineage": self.lineage, "bracket_runs": self.bracket_runs})
+        state.update({"rejected": self.rejected, "lineage": self.lineage, "bracket_runs": self.bracket_runs,
+                      "streak_from": self.streak_from})
         return state
 
     def set_state(self, state):
@@ -183,13 +191,20 @@ class ResNetOracle(HyperbandOracle):
         self.rejected = state.get("rejected", 0)
         self.lineage = state.get("lineage", {})
         self.bracket_runs = state.get("bracket_runs", {})
+        self.streak_from = state.get("streak_from", 0)
 
     def end_trial(self, trial):
+        self._stop_reason = None
         try:
             super().end_trial(trial)
         finally:  # here, so that in distributed tuning the chief prunes for every worker
+            # keras-tuner saves before it takes the trial off the running list: save again, or a
+            # process killed now would run the ended trial once more when the search resumes.
+            self.save()
             for dead in self.dead_checkpoints():
                 pathlib.Path(self._get_trial_dir(dead), CHECKPOINT_NAME).unlink(missing_ok=True)
+        if self._stop_reason:  # raised only now, once the trial's end is saved
+            raise SystematicFailure(self._stop_reason)
 
     # keras-tuner writes these files in place; a kill mid-write would corrupt them.
     def save(self):
@@ -198,19 +213,68 @@ class ResNetOracle(HyperbandOracle):
     def _save_trial(self, trial):
         write_json(os.path.join(self._get_trial_dir(trial.trial_id), "trial.json"), trial.get_state())
 
+    def forget_failures(self) -> None:
+        """A new session of the search (the user ran the command again): failures so far no
+        longer count towards a systematic stop, so a search stopped for a cause that has been
+        fixed goes on."""
+        self.streak_from = len(self.end_order)
+
     def _check_consecutive_failures(self):
-        """Stop only on systematic failure, with a one-line reason."""
-        ended = [self.trials[t] for t in self.end_order]
-        streak = []
-        for trial in reversed(ended):
-            if trial.status != "FAILED":
-                break
+        """Stop only on systematic failure, with a one-line reason (raised by `end_trial`)."""
+        self._stop_reason = systematic_failure([self.trials[t] for t in self.end_order[self.streak_from:]],
+                                               self.hyperparameters)
+
+
+def is_configuration_failure(message: str | None) -> bool:
+    """NaN loss, or out of memory at the smallest batch size: a result for that configuration."""
+    return any(phrase in _last_line(message or "") for phrase in CONFIGURATION_FAILURES)
+
+
+def _tuned(hp) -> bool:
+    """Whether a hyperparameter can take more than one value."""
+    if isinstance(hp, kt.engine.hyperparameters.Fixed):
+        return False
+    if isinstance(hp, kt.engine.hyperparameters.Choice):
+        return len(hp.values) > 1
+    if hasattr(hp, "min_value"):
+        return hp.min_value != hp.max_value
+    return True  # Boolean
+
+
+def systematic_failure(ended, hyperparameters) -> str | None:
+    """The reason to stop, or None.
+
+    `ended`: trials in the order they ended. The failures at the end of it count, skipping
+    configuration failures (NaN, out of memory), which neither count nor break the run of
+    failures. It is systematic when at least `SAME_ERROR_LIMIT` of them failed with the same
+    error and their configurations differ in every tuned value they share: then no value
+    explains the failure. (Three failures of one bottleneck-only bug are not systematic; the
+    search goes on, and stops once failures span both block types.)
+    """
+    streak = []
+    for trial in reversed(ended):
+        if trial.status != "FAILED":
+            break
+        if not is_configuration_failure(trial.message):
             streak.append(trial)
-        if len(streak) >= SAME_ERROR_LIMIT and len({_error_key(t.message) for t in streak[:SAME_ERROR_LIMIT]}) == 1:
-            raise SystematicFailure(f"the last {len(streak)} trials all failed with: {_last_line(streak[0].message)}")
-        if len(streak) >= ANY_ERROR_LIMIT:
-            raise SystematicFailure(f"the last {len(streak)} trials all failed; the latest with: "
-                                    f"{_last_line(streak[0].message)}")
+    if len(streak) < SAME_ERROR_LIMIT:
+        return None
+    key = _error_key(streak[0].message)
+    same = []
+    for trial in streak:
+        if _error_key(trial.message) != key:
+            break
+        same.append(trial)
+    if len(same) < SAME_ERROR_LIMIT:
+        return None
+    for hp in hyperparameters.space:
+        if not _tuned(hp):
+            continue
+        seen = [t.hyperparameters.values[hp.name] for t in same if hp.name in t.hyperparameters.values]
+        if len(seen) >= 2 and len(set(map(str, seen))) == 1:
+            return None  # every failure shares this value: it may be the cause
+    return (f"the last {len(same)} trials all failed with the same error, in configurations that differ in "
+            f"every tuned value: {_last_line(same[0].message)}")
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -328,7 +392,6 @@ class ResNetTuner(kt.Hyperband):
             objective=kt.Objective("val_accuracy", "max"), max_epochs=max_epochs, factor=factor,
             # keras-tuner treats seed 0 as "no seed" (`seed or random.randint(...)`), hence the + 1.
             hyperband_iterations=iterations, seed=seed + 1, check=hypermodel.sampler.check,
-            max_consecutive_failed_trials=ANY_ERROR_LIMIT,
         )
         self.results_dir = pathlib.Path(results_dir)
         self.logdir = self.results_dir / "tensorboard"
@@ -405,8 +468,7 @@ class ResNetTuner(kt.Hyperband):
             if resume["epoch"] + 1 >= epochs:  # killed after its last epoch, before it was recorded
                 return {"val_accuracy": resume["best"]}
         start = initial_epoch if resume is None else resume["epoch"] + 1
-        # Same configuration, same initial weights, whatever order the trials run in.
-        keras.utils.set_random_seed((self.seed * 1_000_003 + zlib.crc32(run.encode())) % 2**31)
+        self._seed_run(run)
 
         checkpoint = TimedSaveBestEpoch(self.oracle.objective, self._get_checkpoint_fname(trial.trial_id), record,
                                         resume=state)
@@ -426,6 +488,8 @@ class ResNetTuner(kt.Hyperband):
                          tuner_utils.TunerCallback(self, trial), checkpoint]
             if fault:
                 callbacks.append(FaultInjector(fault, batch_size, cfg.batch_size))
+            if score_step():  # first, so that every other callback sees the rounded score
+                callbacks.insert(0, RoundScores(score_step()))
             return self._build_and_fit_model(trial, *args, callbacks=callbacks, epochs=epochs, initial_epoch=start,
                                              batch_size=batch_size, resume_state=state, **kwargs)
 
@@ -449,6 +513,25 @@ class ResNetTuner(kt.Hyperband):
             raise kt.errors.FailedTrialError(f"the loss became NaN in epoch {start + len(losses)} "
                                              f"(learning rate {cfg.learning_rate:.3g}); stopped by TerminateOnNaN")
         return history
+
+    def _seed_run(self, run: str) -> None:
+        """Same configuration, same initial weights, whatever order the trials run in."""
+        keras.utils.set_random_seed((self.seed * 1_000_003 + zlib.crc32(run.encode())) % 2**31)
+
+    def recreate_checkpoint(self, trial) -> float | None:
+        """Train a finished trial's configuration again from scratch, for its epochs, and write its
+        best-epoch checkpoint (for a best trial whose checkpoint is missing). Returns the best
+        validation accuracy of the new training."""
+        hp = trial.hyperparameters.copy()
+        hp.values = {k: v for k, v in trial.hyperparameters.values.items() if k != "tuner/trial_id"}
+        keras.backend.clear_session(free_memory=False)
+        self._seed_run(self.run_name(trial.trial_id))
+        self._resume_weights = None
+        model = kt.Tuner._build_hypermodel(self, hp)  # no parent: from scratch
+        save = TimedSaveBestEpoch(self.oracle.objective, self._get_checkpoint_fname(trial.trial_id), {})
+        self.hypermodel.fit(hp, model, epochs=int(hp.values.get("tuner/epochs", 1)), initial_epoch=0, callbacks=[save])
+        best = save.best_value
+        return float(best) if best is not None and math.isfinite(best) else None
 
     def load_model(self, trial):
         """The trial's best-epoch model (keras-tuner's `get_best_models` calls this)."""

@@ -1,0 +1,174 @@
+"""Chaos runs of the whole search: SIGKILL of the main process or of the trial process at random
+moments, each followed at once by the same command, until the search finishes.
+
+Scores are rounded to multiples of 0.5 so that ties are everywhere (at the top too), and the trial process hands over
+to a fresh one after every trial. Each chaotic run must end exactly as an uninterrupted run with
+the same seed: the same trials (configurations, rounds, statuses, scores), the same best trial,
+``best.json``, and an export that works. `tests/test_chaos.py` runs a few in CI; for more:
+
+    python -m tests.chaos --runs 10 --seed 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import random
+import signal
+import subprocess
+import sys
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+FAULTS = {"score_step": 0.5, "handover": "every-trial"}
+SPACE = """
+description = "chaos: a tiny Hyperband search with ties everywhere"
+[defaults]
+dataset = "digits"
+[hyperband]
+max_epochs = 3
+factor = 3
+iterations = 1
+[architecture]
+stem = "cifar"
+depth = [1, 3]
+stages = [1, 2]
+base_filters = [4, 8]
+block = ["basic", "bottleneck"]
+expansion = 1
+shortcut = "B"
+[training]
+optimizer = ["sgd", "adam"]
+schedule = "constant"
+batch_size = 64
+[training.sgd]
+learning_rate = {min = 0.01, max = 0.1, log = true}
+momentum = 0.9
+[training.adam]
+learning_rate = 0.003
+"""
+
+
+def command(space: pathlib.Path, results: pathlib.Path, seed: int) -> list[str]:
+    return [sys.executable, "-m", "tuning.search", "--space", str(space), "--results-dir", str(results),
+            "--seed", str(seed), "--recycle-mb", "1"]
+
+
+def start(cmd: list[str]) -> subprocess.Popen:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TUNING_FAULTS": json.dumps(FAULTS)}
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+
+def children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in pathlib.Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def trials(run_dir: pathlib.Path) -> dict[str, dict]:
+    keys = ("bracket", "round", "parent", "status", "epochs", "hyperparameters", "val_accuracy")
+    out = {}
+    for p in sorted((run_dir / "trials").glob("*.json")):
+        rec = json.loads(p.read_text())
+        out[rec["trial_id"]] = {k: rec.get(k) for k in keys}
+    return out
+
+
+def uninterrupted(space: pathlib.Path, results: pathlib.Path, seed: int) -> pathlib.Path:
+    proc = start(command(space, results, seed))
+    out, err = proc.communicate(timeout=900)
+    assert proc.returncode == 0, err[-3000:]
+    return _run_dir(results)
+
+
+def _run_dir(results: pathlib.Path) -> pathlib.Path:
+    (run_dir,) = [p for p in results.iterdir() if p.is_dir()]
+    return run_dir
+
+
+def chaotic(space: pathlib.Path, results: pathlib.Path, seed: int, rng: random.Random, kills: int = 4,
+            log=print) -> tuple[pathlib.Path, list[str]]:
+    """Kill -9 the main or trial process `kills` times at random moments, re-running the same
+    command at once each time; then let it finish. Returns the run folder and what happened."""
+    cmd = command(space, results, seed)
+    events = []
+    for attempt in range(kills + 20):
+        t0 = time.monotonic()
+        proc = start(cmd)
+        delay = rng.uniform(0.5, 15.0) if len(events) < kills else None
+        try:
+            out, err = proc.communicate(timeout=delay if delay is not None else 900)
+        except subprocess.TimeoutExpired:
+            kids = children(proc.pid)
+            victim, who = (rng.choice(kids), "trial process") if kids and rng.random() < 0.5 else (proc.pid, "main")
+            os.kill(victim, signal.SIGKILL)
+            out, err = proc.communicate(timeout=300)
+            t_kill = time.monotonic() - t0
+            events.append(f"{who} killed after {t_kill:.1f} s (exit {proc.returncode})")
+            log(f"  {events[-1]}")
+            if who == "main":
+                assert proc.returncode == -signal.SIGKILL
+            elif proc.returncode != 0:  # the supervisor saw its trial process die: one line, status 1
+                assert proc.returncode == 1, err[-3000:]
+                lines = err.strip().splitlines()
+                assert len(lines) == 1 and "Traceback" not in err, err[-3000:]
+                assert "run the same command again" in lines[0], lines
+            continue
+        assert proc.returncode == 0, f"exit {proc.returncode}: {err[-3000:]}"
+        events.append(f"finished in {time.monotonic() - t0:.1f} s")
+        return _run_dir(results), events
+    raise AssertionError(f"the search never finished: {events}")
+
+
+def check_same(run_dir: pathlib.Path, reference: pathlib.Path) -> None:
+    """The chaotic run ended exactly as the uninterrupted one, with a working export."""
+    ours, theirs = trials(run_dir), trials(reference)
+    assert ours == theirs, {k: (ours.get(k), theirs.get(k)) for k in set(ours) | set(theirs)
+                            if ours.get(k) != theirs.get(k)}
+    best, ref_best = (json.loads((d / "best.json").read_text()) for d in (run_dir, reference))
+    assert best["trial_id"] == ref_best["trial_id"]
+    assert (run_dir / "tuner" / f"trial_{best['trial_id']}" / "checkpoint.npz").exists()
+    assert not list(run_dir.rglob("resume*"))
+    proc = subprocess.run([sys.executable, "-m", "tuning.export", str(run_dir), "--format", "keras"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (run_dir / "export" / "model.keras").stat().st_size > 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0, help="seeds the kill moments and victims")
+    p.add_argument("--kills", type=int, default=4, help="kills per run")
+    p.add_argument("--dir", default=None, help="working folder (default: a new temporary one)")
+    args = p.parse_args(argv)
+    import tempfile
+
+    work = pathlib.Path(args.dir or tempfile.mkdtemp(prefix="chaos-"))
+    space = work / "chaos.toml"
+    space.parent.mkdir(parents=True, exist_ok=True)
+    space.write_text(SPACE)
+    t0 = time.monotonic()
+    reference = uninterrupted(space, work / "reference", 0)
+    print(f"uninterrupted: {time.monotonic() - t0:.1f} s, {len(trials(reference))} trials")
+    rng = random.Random(args.seed)
+    failed = 0
+    for i in range(args.runs):
+        print(f"run {i + 1}/{args.runs}:")
+        try:
+            run_dir, _ = chaotic(space, work / f"run{i}", 0, rng, args.kills)
+            check_same(run_dir, reference)
+            print("  same trials, same best, export works")
+        except AssertionError as e:
+            failed += 1
+            print(f"  FAILED: {str(e)[:2000]}")
+    print(f"{args.runs - failed} of {args.runs} chaotic runs ended as the uninterrupted one; folders in {work}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
