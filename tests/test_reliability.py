@@ -320,3 +320,17 @@ def test_a_missing_best_checkpoint_is_recreated_and_the_run_finishes(finished_ru
     assert (run_dir / best["checkpoint"]).exists() and 0 <= again["test_accuracy"] <= 1
     code, out, err = run("--space", tiny_space, "--results-dir", str(copy), "--seed", "0")  # nothing left to do
     assert code == 0 and "is missing" not in out
+
+
+def test_another_keras_tuner_minor_version_is_refused_in_one_line(monkeypatch, capsys):
+    import importlib.metadata
+
+    from tuning.search import main
+
+    real = importlib.metadata.version
+    monkeypatch.setattr(importlib.metadata, "version",
+                        lambda name: "1.5.0" if name == "keras-tuner" else real(name))
+    assert main(["--space", "small", "--results-dir", "/nonexistent-never-created"]) == 2
+    err = capsys.readouterr().err
+    assert err == ("error: keras-tuner 1.5.0 is installed, but this package was tested with 1.4 and relies on its "
+                   "internals; install it with: pip install 'keras-tuner>=1.4.7,<1.5'\n")
