@@ -131,3 +131,33 @@ def test_workers_flag_rejects_zero(tmp_path):
     out = subprocess.run([sys.executable, "-m", "tuning.search", "--workers", "0", "--results-dir", str(tmp_path)],
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "--workers 0" in out.stderr
+
+
+def test_kill_9_of_the_launcher_takes_chief_and_workers_with_it_and_the_same_command_resumes(tiny_space, tmp_path):
+    results = tmp_path / "results"
+    args = [sys.executable, "-m", "tuning.search", "--space", tiny_space, "--results-dir", str(results), "--workers", "2"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    t0 = time.time()
+    while not (results / "tiny-digits" / "trials").exists():
+        assert proc.poll() is None, proc.communicate()[0][-3000:]
+        assert time.time() - t0 < 300
+        time.sleep(0.3)
+    proc.kill()
+    proc.wait()
+    t0 = time.time()
+    while any(str(results).encode() in p.read_bytes() for p in pathlib.Path("/proc").glob("[0-9]*/cmdline")
+              if p.exists() and _readable(p)):
+        assert time.time() - t0 < 10, "the chief or a worker outlived the launcher"
+        time.sleep(0.2)
+    out = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
+    assert (results / "tiny-digits" / "best.json").exists()
+
+
+def _readable(path: pathlib.Path) -> bool:
+    try:
+        path.read_bytes()
+    except OSError:
+        return False
+    return True

@@ -17,12 +17,10 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
 
-from .search import CHILD_ENV, RECYCLE_EXIT, _interrupt_until_stopped
+from .processes import CHILD_ENV, RECYCLE_EXIT, ChildProcess, child_env, interrupt_all, python_module
 
 MAX_RESTARTS = 3
 
@@ -54,24 +52,9 @@ def visible_gpus(gpus: str | None) -> list[str]:
     return []
 
 
-class _Process:
-    def __init__(self, name: str, cmd: list[str], env: dict, out: Callable[[str], None]):
-        self.name, self.cmd, self.env, self.out = name, cmd, env, out
-        self.restarts = 0
-        self.start()
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(self.cmd, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True, bufsize=1)
-        self.thread = threading.Thread(target=self._pump, daemon=True)
-        self.thread.start()
-
-    def _pump(self) -> None:
-        for line in self.proc.stdout:
-            self.out(f"[{self.name}] {line.rstrip()}")
-
-    def poll(self):
-        return self.proc.poll()
+def _named(name: str, cmd: list[str], env: dict, out: Callable[[str], None]) -> ChildProcess:
+    """A chief or worker whose output (stderr too) is printed prefixed with its name."""
+    return ChildProcess(cmd, env, lambda line: out(f"[{name}] {line.rstrip()}"), name=name)
 
 
 def _strip(argv: Sequence[str], flags: dict[str, bool]) -> list[str]:
@@ -94,18 +77,17 @@ def launch(argv: Sequence[str], workers: int, gpus: str | None, out: Callable[[s
     """Run the chief and `workers` workers of the search `argv`; return the chief's exit status."""
     ip = os.environ.get("KERASTUNER_ORACLE_IP", "127.0.0.1")
     port = int(os.environ.get("KERASTUNER_ORACLE_PORT") or free_port(ip))
-    env = {**os.environ, "KERASTUNER_ORACLE_IP": ip, "KERASTUNER_ORACLE_PORT": str(port),
-           "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "tuning.search", *_strip(argv, {"--workers": True, "--gpus": True})]
+    env = child_env(KERASTUNER_ORACLE_IP=ip, KERASTUNER_ORACLE_PORT=str(port))
+    cmd = python_module("tuning.search", _strip(argv, {"--workers": True, "--gpus": True}))
     devices = visible_gpus(gpus)
     out(f"chief on {ip}:{port}, {workers} worker(s)"
         + (f" on GPU(s) {', '.join(devices[i % len(devices)] for i in range(workers))}" if devices else " on CPU"))
     # The chief only keeps the books: keep it off the GPUs.
-    chief = _Process("chief", cmd, {**env, "KERASTUNER_TUNER_ID": "chief", "CUDA_VISIBLE_DEVICES": ""}, out)
+    chief = _named("chief", cmd, {**env, "KERASTUNER_TUNER_ID": "chief", "CUDA_VISIBLE_DEVICES": ""}, out)
     deadline = time.time() + 600
     while not listening(ip, port):  # wait for the oracle (or for the chief to refuse bad input)
         if chief.poll() is not None:
-            chief.thread.join(5)
+            chief.join_output(5)
             return chief.proc.returncode
         if time.time() > deadline:
             chief.proc.kill()
@@ -119,7 +101,7 @@ def launch(argv: Sequence[str], workers: int, gpus: str | None, out: Callable[[s
             wenv[CHILD_ENV] = str(recycle_mb)
         if devices:
             wenv["CUDA_VISIBLE_DEVICES"] = devices[i % len(devices)]
-        pool.append(_Process(f"worker{i}", cmd, wenv, out))
+        pool.append(_named(f"worker{i}", cmd, wenv, out))
     try:
         while chief.poll() is None:
             for w in pool:
@@ -136,19 +118,13 @@ def launch(argv: Sequence[str], workers: int, gpus: str | None, out: Callable[[s
                 chief.proc.terminate()
             time.sleep(0.5)
     except KeyboardInterrupt:  # Ctrl-C to every process (again until it stops), and wait for them to save
-        stoppers = [threading.Thread(target=_interrupt_until_stopped, args=(p.proc,), daemon=True)
-                    for p in [chief, *pool] if p.poll() is None]
-        for t in stoppers:
-            t.start()
-        for t in stoppers:
-            t.join()
+        interrupt_all([chief, *pool])
         raise
     for w in pool:
         try:
             w.proc.wait(60)
         except subprocess.TimeoutExpired:
             w.proc.terminate()
-    chief.thread.join(5)
-    for w in pool:
-        w.thread.join(5)
+    for p in (chief, *pool):
+        p.join_output(5)
     return chief.proc.returncode

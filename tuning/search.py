@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .errors import SystematicFailure, UsageError
+from .processes import CHILD_ENV, RECYCLE_EXIT
 
 RUN_KEYS = ("space", "dataset", "seed", "max_epochs", "factor", "iterations", "image_size")
 
@@ -245,28 +246,12 @@ def _append_error_log(run_dir: pathlib.Path, text: str) -> pathlib.Path:
     return path
 
 
-CHILD_ENV = "TUNING_TRIAL_PROCESS"   # set (to the MB limit) in a supervised trial process
-RECYCLE_EXIT = 75                     # a trial process's status for "continue in a fresh process"
-
-
 class _Recycle(Exception):
     """Raised after a trial is saved, when the trial process has grown too much."""
 
 
 class Recycled(Exception):
     """This trial process handed over to a fresh one (its `main` exits with RECYCLE_EXIT)."""
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Linux: the trial process is killed if its supervisor dies (kill -9 included), so it can
-    never go on writing to a folder whose lock has been released."""
-    try:
-        import ctypes
-        import signal
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
 
 
 def _child_args(sp, dataset, run_info, results_dir, name, verbose, skip_bad_images, precision, jit, gpus,
@@ -298,53 +283,28 @@ def _supervise(child_args: list[str], run_dir: pathlib.Path, recycle_mb: int, lo
     exited too, and is killed if this process dies. It says how it ended in an outcome file
     (`write_outcome`), never through its stderr text.
     """
-    import subprocess
     import tempfile
-    import threading
 
-    generation = 0
+    from .processes import ChildProcess, child_env, python_module
+
     fd, outcome_path = tempfile.mkstemp(prefix="tuning-outcome-", suffix=".json")
     os.close(fd)
     outcome_file = pathlib.Path(outcome_path)
+    cmd = python_module("tuning.search", [*child_args, "--outcome", outcome_path])
+    env = child_env(**{CHILD_ENV: str(recycle_mb)})
+    show_error = (lambda line: print(line, file=sys.stderr, flush=True)) if verbose else (lambda line: None)
     try:
+        child = ChildProcess(cmd, env, log, on_error_line=show_error, pass_fds=(lock_fd,))
         while True:
-            env = {**os.environ, CHILD_ENV: str(recycle_mb), "PYTHONUNBUFFERED": "1"}
-            if generation:
-                env["TUNING_CONTINUING"] = "1"
-            outcome_file.write_text("")
-            proc = subprocess.Popen([sys.executable, "-m", "tuning.search", *child_args, "--outcome", outcome_path],
-                                    env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1,
-                                    pass_fds=(lock_fd,),
-                                    preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
-            errors: list[str] = []
-
-            def pump(stream=proc.stderr, errors=errors):
-                for line in stream:
-                    errors.append(line)
-                    del errors[:-200]
-                    if verbose:  # warnings and tracebacks as they come
-                        print(line, end="", file=sys.stderr, flush=True)
-
-            pumper = threading.Thread(target=pump, daemon=True)
-            pumper.start()
-            try:
-                for line in proc.stdout:
-                    log(line.rstrip("\n"))
-                proc.wait()
-            except KeyboardInterrupt:  # pass Ctrl-C on (it may have it already), let it save, show its last words
-                threading.Thread(target=_interrupt_until_stopped, args=(proc,), daemon=True).start()
-                for line in proc.stdout:
-                    log(line.rstrip("\n"))
-                proc.wait()
-                raise
-            finally:
-                pumper.join(10)
-            generation += 1
-            if proc.returncode == RECYCLE_EXIT:
+            returncode = child.wait()
+            if returncode == RECYCLE_EXIT:  # it saved everything: go on in a fresh process
+                outcome_file.write_text("")
+                child.env = {**env, "TUNING_CONTINUING": "1"}
+                child.start()
                 continue
-            if proc.returncode == 0:
+            if returncode == 0:
                 return _result_from_disk(run_dir)
-            _raise_outcome(read_outcome(outcome_file), proc.returncode, run_dir, errors)
+            _raise_outcome(read_outcome(outcome_file), returncode, run_dir, child.errors)
     finally:
         outcome_file.unlink(missing_ok=True)
 
@@ -386,29 +346,6 @@ def _raise_outcome(outcome: dict[str, str], returncode: int, run_dir: pathlib.Pa
     log_path = _append_error_log(run_dir, f"the trial process {how}; its last output:\n" + "".join(errors[-50:]))
     raise SearchError(f"the trial process {how}; finished trials and the running trial's last completed epoch are "
                       f"saved: run the same command again to resume (its last output is in {log_path})")
-
-
-def _interrupt_until_stopped(proc, every: float = 5.0, limit: float = 120.0) -> None:
-    """Send Ctrl-C to the trial process until it stops.
-
-    Python drops a KeyboardInterrupt that lands while it runs a finaliser ("Exception ignored
-    in ..."), so one signal may not be enough. Once the trial process has it, it ignores further
-    ones while it saves. After `limit` seconds it is killed: its trial resumes from the last
-    completed epoch anyway.
-    """
-    import signal
-    import subprocess
-
-    t0 = time.monotonic()
-    while proc.poll() is None:
-        if time.monotonic() - t0 > limit:
-            proc.kill()
-            return
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(every)
-        except subprocess.TimeoutExpired:
-            pass
 
 
 def _result_from_disk(run_dir: pathlib.Path) -> SearchResult:
@@ -453,7 +390,7 @@ def _run(o: _Options) -> SearchResult | None:
     from .hypermodel import ResNetHyperModel
     from .runtime import versions
     from .tensorboard_log import write_experiment_config
-    from .tuner import ResNetTuner
+    from .tuner import ResNetTuner, keras_tuner_debug
 
     run_dir, data, sp, log = o.run_dir, o.data, o.space, o.log
     worker = o.role == "worker"
@@ -505,9 +442,7 @@ def _run(o: _Options) -> SearchResult | None:
                     "continuing in a fresh one)")
                 raise _Recycle()
 
-    from keras_tuner.src import config as kt_config
-
-    kt_config.DEBUG = o.verbose  # keras-tuner prints every failed trial's traceback when DEBUG is on
+    keras_tuner_debug(o.verbose)  # keras-tuner prints every failed trial's traceback when DEBUG is on
     quiet = contextlib.nullcontext() if o.verbose else contextlib.redirect_stdout(io.StringIO())
     with quiet:  # keras-tuner prints "Reloading Tuner from ..." and search banners
         tuner = ResNetTuner(hypermodel, run_dir, max_epochs=o.max_epochs, factor=o.factor, iterations=o.iterations,

@@ -27,6 +27,7 @@ from typing import Any
 
 import keras
 import keras_tuner as kt
+from keras_tuner.src import config as kt_config
 from keras_tuner.src.engine import tuner_utils
 from keras_tuner.src.tuners.hyperband import HyperbandOracle
 
@@ -42,6 +43,12 @@ MAX_DRAWS = 1000
 SAME_ERROR_LIMIT = 3      # at least this many failures in a row with one error (see `systematic_failure`)
 # Failures that belong to their configuration: recorded and scored as failed, never a reason to stop.
 CONFIGURATION_FAILURES = ("the loss became NaN", "out of memory at batch size")
+
+
+def keras_tuner_debug(on: bool) -> None:
+    """keras-tuner's DEBUG flag (it prints every failed trial's traceback when on). This module is
+    the only one that touches keras-tuner's private modules."""
+    kt_config.DEBUG = on
 
 
 def _last_line(message: str) -> str:
