@@ -11,11 +11,15 @@ Set ``TUNING_FAULTS`` to a JSON object mapping trial ids to a fault, e.g.
   ``deaf@E``: the same, but the first Ctrl-C is lost, as Python loses one that lands while it
   runs a finaliser.
 
-The key ``"handover": "every-trial"`` makes a supervised trial process hand over to a fresh one
-after every trial (``--recycle-mb`` measures growth from the end of a process's first trial, so
-even 1 MB hands over after every second trial only). The key ``"crash": "after-trials"`` raises an unexpected error once every trial has ended
-(before the best trial is evaluated), as a bug there would. The key ``"score_step"`` (e.g. ``{"score_step": 0.5}``) rounds every trial's validation
-accuracy to a multiple of the step before the search sees it, so that ties are everywhere.
+Keys that act on the whole search:
+
+- ``"handover": "every-trial"``: a supervised trial process hands over to a fresh one after
+  every trial (``--recycle-mb`` measures growth from the end of a process's first trial, so
+  even 1 MB hands over after every second trial only);
+- ``"crash": "after-trials"``: an unexpected error once every trial has ended (before the best
+  trial is evaluated), as a bug there would raise;
+- ``"score_step"`` (e.g. ``0.5``): every trial's validation accuracy is rounded to a multiple of
+  the step before the search sees it, so that ties are everywhere.
 """
 
 from __future__ import annotations

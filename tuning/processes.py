@@ -75,10 +75,6 @@ class ChildProcess:
             del self.errors[:-200]
             self.on_error_line(line.rstrip("\n"))
 
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
     def poll(self) -> int | None:
         return self.proc.poll()
 

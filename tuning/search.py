@@ -431,9 +431,8 @@ def _run(o: _Options) -> SearchResult | None:
         save_session()
         _progress(log, tuner, records, record, previous_wall + time.time() - o.t_start)
         if limit:
-            from .runtime import rss_mb
-
             from .faults import handover_every_trial
+            from .runtime import rss_mb
 
             rss = rss_mb()
             baseline.append(rss)
