@@ -3,8 +3,8 @@ TUNING_FAULTS (tuning/faults.py), a test-only hook."""
 
 import json
 import os
-import re
 import pathlib
+import re
 import signal
 import subprocess
 import sys

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from resnet import (
-    ResNetSpec,
     ZOO,
+    ResNetSpec,
     build_resnet,
     count_cost,
     depths_to_positions,

@@ -56,7 +56,7 @@ def test_xla_training_step_runs_on_cpu():
 
     from search_spaces import load_space
     from tuning.data import load_digits
-    from tuning.hypermodel import ResNetHyperModel
+    from tuning.engine.hypermodel import ResNetHyperModel
 
     hm = ResNetHyperModel(load_space("small"), load_digits(0), jit_compile=True)
     hp = kt.HyperParameters()

@@ -14,7 +14,7 @@ import pytest
 from resnet import ResNetSpec
 from search_spaces import load_space
 from tuning.data import load_digits
-from tuning.hypermodel import ResNetHyperModel
+from tuning.engine.hypermodel import ResNetHyperModel
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 

@@ -7,7 +7,7 @@ import pytest
 
 from resnet.spec import max_halvings
 from search_spaces import Sampler, SpaceError, list_spaces, load_space, named_spaces
-from tuning.tuner import ResNetOracle
+from tuning.engine.oracle import ResNetOracle
 
 FIVE_HALVINGS = textwrap.dedent(
     """

@@ -44,7 +44,7 @@ class Run:
         return {k: v for k, v in values.items() if not k.startswith("tuner/")}
 
     def checkpoint(self, trial_id: str) -> pathlib.Path:
-        from .checkpoints import CHECKPOINT_NAME
+        from .engine.checkpoints import CHECKPOINT_NAME
 
         return self.run_dir / "tuner" / f"trial_{trial_id}" / CHECKPOINT_NAME
 
@@ -92,7 +92,7 @@ def hypermodel_for(run: Run, data):
     """The run's hypermodel, rebuilt from the space text stored in run.json."""
     from search_spaces import Sampler, parse_space
 
-    from .hypermodel import ResNetHyperModel
+    from .engine.hypermodel import ResNetHyperModel
 
     space = parse_space(run.info["space_text"], run.info.get("space_file", "space.toml"), run.info["space"])
     sampler = Sampler(space, data.net_input_shape, data.num_classes)
@@ -114,7 +114,7 @@ def load_trial_model(run: Run, trial_id: str, hypermodel):
         raise UsageError(f"the checkpoint of trial {trial_id} is gone ({ckpt}); it was not among the best, so the "
                          "search deleted it. Export the best trial, or use --retrain to train this one again")
     model = hypermodel.build(hypermodel.hyperparameters(run.values(trial_id)))
-    from .checkpoints import load_variables
+    from .engine.checkpoints import load_variables
 
     load_variables(model, ckpt)
     return model

@@ -387,10 +387,11 @@ class _Options:
 
 def _run(o: _Options) -> SearchResult | None:
     from . import results as res
-    from .hypermodel import ResNetHyperModel
+    from .engine.hypermodel import ResNetHyperModel
+    from .engine.kt_internals import keras_tuner_debug
+    from .engine.tuner import ResNetTuner
     from .runtime import versions
     from .tensorboard_log import write_experiment_config
-    from .tuner import ResNetTuner, keras_tuner_debug
 
     run_dir, data, sp, log = o.run_dir, o.data, o.space, o.log
     worker = o.role == "worker"

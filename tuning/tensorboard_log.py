@@ -95,10 +95,6 @@ class TrialLogger(keras.callbacks.Callback):
         self.best = best_so_far
         self._writer = None
 
-    def __deepcopy__(self, memo):  # keras-tuner deep-copies callbacks per execution
-        return TrialLogger(self.run_dir, self.run_name, self.hparams, self.n_params, self.n_flops, self.bracket,
-                           self.round_num, self.first_round, self.best)
-
     def on_train_begin(self, logs=None):
         import tensorflow as tf
         from tensorboard.plugins.hparams import api as hp_api

@@ -10,7 +10,7 @@ import keras_tuner as kt
 from resnet import ResNetSpec, build_resnet
 from search_spaces import Sampler, Space, TrainConfig
 
-from .data import Data
+from ..data import Data
 
 
 def make_optimizer(cfg: TrainConfig) -> keras.optimizers.Optimizer:

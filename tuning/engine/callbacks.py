@@ -1,0 +1,120 @@
+"""Callbacks of a trial: epoch timer, resume checkpoint, timed best-epoch checkpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import time
+from typing import Any
+
+import keras
+import keras_tuner as kt
+
+from ..runtime import write_json
+from .checkpoints import save_variables
+from .kt_internals import SaveBestEpoch
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Wall time of every epoch (the first includes tracing the training step) into `record`."""
+
+    def __init__(self, record: dict):
+        super().__init__()
+        self.record = record
+
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._t0 = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.record.setdefault("epoch_seconds", []).append(round(time.perf_counter() - self._t0, 3))
+
+
+def _add_checkpoint_time(record: dict, t0: float) -> None:
+    record["checkpoint_seconds"] = round(record.get("checkpoint_seconds", 0.0) + time.perf_counter() - t0, 3)
+
+
+class ResumeCheckpoint(keras.callbacks.Callback):
+    """After every epoch: weights + optimiser + random state, and the epoch and counters."""
+
+    def __init__(self, trial_dir: pathlib.Path, state: dict, objective: kt.Objective, record: dict):
+        super().__init__()
+        self.trial_dir, self.state, self.objective = pathlib.Path(trial_dir), state, objective
+        self.record = record
+
+
+    def on_epoch_end(self, epoch, logs=None):
+        t0 = time.perf_counter()
+        self._save(epoch, logs)
+        _add_checkpoint_time(self.record, t0)
+
+    def _save(self, epoch, logs):
+        logs = logs or {}
+        if self.objective.has_value(logs):
+            value = self.objective.get_value(logs)
+            best = self.state.get("best")
+            if best is None or self.objective.better_than(value, best):
+                self.state["best"] = float(value)
+        name = f"resume-{epoch}.npz"
+        save_variables(self.model, self.trial_dir / name)
+        old = self.state.get("weights")
+        self.state.update({"epoch": epoch, "weights": name})
+        write_json(self.trial_dir / "resume.json", self.state)  # the switch to the new file is atomic
+        if old and old != name:
+            (self.trial_dir / old).unlink(missing_ok=True)
+
+
+class TimedSaveBestEpoch(SaveBestEpoch):
+    """keras-tuner's best-epoch checkpoint, with the time it takes added to `record`.
+
+    When this epoch's resume checkpoint (the same variables) was just written, the best-epoch
+    checkpoint becomes a hard link to it instead of a second copy.
+    """
+
+    def __init__(self, objective, filepath, record: dict, resume: dict | None = None):
+        super().__init__(objective, filepath)
+        self.record, self.resume = record, resume  # `resume`: the ResumeCheckpoint's state
+        self._epoch = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._epoch = epoch
+        super().on_epoch_end(epoch, logs)
+
+    def _save_model(self):
+        t0 = time.perf_counter()
+        if not self._link_resume_checkpoint():
+            save_variables(self.model, self.filepath)  # with the optimiser: a promoted trial continues it
+        _add_checkpoint_time(self.record, t0)
+
+    def _link_resume_checkpoint(self) -> bool:
+        if self.resume is None or self.resume.get("epoch") != self._epoch:
+            return False
+        target = pathlib.Path(self.filepath)
+        source = target.parent / self.resume["weights"]  # both live in the trial's folder
+        tmp = target.with_name(f".{target.name}.link")
+        try:
+            tmp.unlink(missing_ok=True)
+            os.link(source, tmp)
+            os.replace(tmp, target)
+        except OSError:  # no hard links on this filesystem: write a copy
+            tmp.unlink(missing_ok=True)
+            return False
+        return True
+
+
+def clear_resume(trial_dir: pathlib.Path) -> None:
+    for p in trial_dir.glob("resume*"):
+        p.unlink(missing_ok=True)
+
+
+
+def read_resume(trial_dir: pathlib.Path) -> dict[str, Any] | None:
+    path = trial_dir / "resume.json"
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if not (trial_dir / state.get("weights", "")).is_file():
+        return None
+    return state

@@ -1,0 +1,266 @@
+"""keras-tuner's Hyperband, adapted for long unattended searches.
+
+- No invalid trials: the oracle redraws configurations that cannot be built or are over the
+  cost limits, before they become trials.
+- One TensorBoard run per configuration; a leaderboard row and a progress line per trial.
+- Resume: every epoch of a running trial leaves a checkpoint (weights, optimiser, random
+  state, schedule counters); a killed search re-runs the interrupted trial from its last
+  completed epoch, on the same data order, so it ends with the trials an uninterrupted run has.
+  keras-tuner's own state files are written atomically.
+- Failure isolation: NaN loss, out of memory (retried once at half the batch size) or any
+  exception fails that trial only, with its reason; the search stops only when failures are
+  systematic (the same error again and again).
+- Disk: a checkpoint is deleted as soon as Hyperband can no longer promote its trial (unless
+  it is the best so far).
+"""
+
+
+from __future__ import annotations
+
+import math
+import os
+import pathlib
+import time
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+import keras
+import keras_tuner as kt
+
+from ..faults import FaultInjector, RoundScores, fault_for, score_step
+from ..runtime import write_json
+from ..tensorboard_log import TrialLogger, tensorboard_callback, write_status
+from .callbacks import EpochTimer, ResumeCheckpoint, TimedSaveBestEpoch, clear_resume, read_resume
+from .checkpoints import CHECKPOINT_NAME, load_variables
+from .hypermodel import ResNetHyperModel
+from .kt_internals import TunerCallback
+from .oracle import ResNetOracle, last_line
+
+
+class ResNetTuner(kt.Hyperband):
+    """Hyperband over a `ResNetHyperModel`.
+
+    Args:
+        hypermodel: the hypermodel (its sampler checks validity).
+        results_dir: ``results/<name>``; keras-tuner's own state goes to its ``tuner/`` subfolder.
+        max_epochs, factor, iterations: the Hyperband budget.
+        seed: seeds the oracle (the sequence of trials) and each trial's initial weights.
+        on_trial_done: called with (tuner, trial, record) after each trial, for results/progress.
+        overwrite: start afresh instead of resuming.
+    """
+
+    def __init__(self, hypermodel: ResNetHyperModel, results_dir: pathlib.Path, *, max_epochs: int, factor: int,
+                 iterations: int, seed: int, on_trial_done: Callable | None = None, overwrite: bool = False,
+                 **kwargs):
+        oracle = ResNetOracle(
+            objective=kt.Objective("val_accuracy", "max"), max_epochs=max_epochs, factor=factor,
+            # keras-tuner treats seed 0 as "no seed" (`seed or random.randint(...)`), hence the + 1.
+            hyperband_iterations=iterations, seed=seed + 1, check=hypermodel.sampler.check,
+        )
+        self.results_dir = pathlib.Path(results_dir)
+        self.logdir = self.results_dir / "tensorboard"
+        self.seed = seed
+        self.on_trial_done = on_trial_done
+        self.records: dict[str, dict[str, Any]] = {}
+        self.planned = oracle.planned_trials()  # a worker's oracle becomes a client that cannot say
+        self._resume_weights: pathlib.Path | None = None
+        kt.Tuner.__init__(self, oracle=oracle, hypermodel=hypermodel, directory=str(self.results_dir),
+                          project_name="tuner", overwrite=overwrite, **kwargs)
+
+    # keras-tuner builds the model several times to discover conditional hyperparameters;
+    # the space is data, so declaring it is enough.
+    def _populate_initial_space(self):
+        hp = self.oracle.get_space()
+        self.hypermodel.declare_hyperparameters(hp)
+        self.oracle.update_space(hp)
+
+    # Our own TensorBoard layout replaces keras-tuner's one-folder-per-trial patching.
+    def _configure_tensorboard_dir(self, callbacks, trial, execution=0):
+        return
+
+    # keras-tuner's loop asks again at once when the oracle answers "idle" (another worker's
+    # trial must finish before the next promotion): wait a second between such requests.
+    def pre_create_trial(self):
+        if getattr(self, "_waiting", False):
+            time.sleep(1.0)
+        self._waiting = True
+
+    def on_trial_begin(self, trial):
+        self._waiting = False
+        super().on_trial_begin(trial)
+
+    def save(self):
+        if not self._is_worker():
+            self.oracle.save()
+        write_json(self._get_tuner_fname(), self.get_state())
+
+    def run_name(self, trial_id: str) -> str:
+        """A configuration's TensorBoard run: named after the trial that first sampled it."""
+        root, values = trial_id, None
+        while True:
+            values = self.oracle.get_trial(root).hyperparameters.values  # works through a worker's client too
+            parent = values.get("tuner/trial_id")
+            if parent is None:
+                return f"trial_{root}"
+            root = parent
+
+    def run_trial(self, trial, *args, **kwargs):
+        hp = trial.hyperparameters
+        values = hp.values
+        sampler = self.hypermodel.sampler
+        spec, cfg, cost = sampler.resolve(values)
+        run = self.run_name(trial.trial_id)
+        parent = values.get("tuner/trial_id")
+        bracket, round_num = int(values.get("tuner/bracket", 0)), int(values.get("tuner/round", 0))
+        epochs, initial_epoch = int(values.get("tuner/epochs", 1)), int(values.get("tuner/initial_epoch", 0))
+        trial_dir = pathlib.Path(self.get_trial_dir(trial.trial_id))
+        resume = read_resume(trial_dir)
+        record = {
+            "trial_id": trial.trial_id, "run": run, "parent": parent, "bracket": bracket, "round": round_num,
+            "initial_epoch": initial_epoch, "epochs": epochs,
+            "params": cost.params, "flops": cost.flops, "spec": spec.to_dict(),
+            "values": {k: v for k, v in values.items() if not k.startswith("tuner/")},  # keras-tuner's names
+            "hyperparameters": sampler.describe(values), "started": time.time(),
+        }
+        self.records[trial.trial_id] = record
+        state: dict[str, Any] = {}
+        self._resume_weights = None
+        if resume is not None:  # an interrupted trial: continue after its last completed epoch
+            state = resume
+            self._resume_weights = trial_dir / resume["weights"]
+            record["resumed_from_epoch"] = resume["epoch"] + 1
+            if resume["epoch"] + 1 >= epochs:  # killed after its last epoch, before it was recorded
+                return {"val_accuracy": resume["best"]}
+        start = initial_epoch if resume is None else resume["epoch"] + 1
+        self._seed_run(run)
+
+        checkpoint = TimedSaveBestEpoch(self.oracle.objective, self._get_checkpoint_fname(trial.trial_id), record,
+                                        resume=state)
+        best_before = self.oracle.get_trial(parent).score if parent is not None else None
+        if resume is not None and resume.get("best") is not None:
+            checkpoint.best_value = resume["best"]
+            best_before = max(best_before or 0.0, resume["best"])
+        fault = fault_for(trial.trial_id)
+        base_callbacks = list(kwargs.pop("callbacks", []))
+
+        def attempt(batch_size: int):
+            callbacks = [EpochTimer(record), *base_callbacks, tensorboard_callback(self.logdir / run),
+                         TrialLogger(self.logdir / run, run, {**record["hyperparameters"], "bracket": bracket},
+                                     cost.params, cost.flops, bracket, round_num,
+                                     first_round=parent is None and resume is None, best_so_far=best_before),
+                         ResumeCheckpoint(trial_dir, state, self.oracle.objective, record),
+                         TunerCallback(self, trial), checkpoint]
+            if fault:
+                callbacks.append(FaultInjector(fault, batch_size, cfg.batch_size))
+            if score_step():  # first, so that every other callback sees the rounded score
+                callbacks.insert(0, RoundScores(score_step()))
+            return self._build_and_fit_model(trial, *args, callbacks=callbacks, epochs=epochs, initial_epoch=start,
+                                             batch_size=batch_size, resume_state=state, **kwargs)
+
+        import tensorflow as tf
+
+        try:
+            try:
+                history = attempt(cfg.batch_size)
+            except tf.errors.ResourceExhaustedError:
+                if cfg.batch_size < 2:
+                    raise
+                record["oom_retry_batch_size"] = cfg.batch_size // 2
+                keras.backend.clear_session()
+                history = attempt(cfg.batch_size // 2)
+        except tf.errors.ResourceExhaustedError as e:
+            raise kt.errors.FailedTrialError(
+                f"out of memory at batch size {cfg.batch_size} and again at {cfg.batch_size // 2}: "
+                f"{str(e.message).splitlines()[0][:120]}") from None
+        losses = history.history.get("loss", [])
+        if any(not math.isfinite(v) for v in losses) or len(losses) < epochs - start:
+            raise kt.errors.FailedTrialError(f"the loss became NaN in epoch {start + len(losses)} "
+                                             f"(learning rate {cfg.learning_rate:.3g}); stopped by TerminateOnNaN")
+        return history
+
+    def _seed_run(self, run: str) -> None:
+        """Same configuration, same initial weights, whatever order the trials run in."""
+        keras.utils.set_random_seed((self.seed * 1_000_003 + zlib.crc32(run.encode())) % 2**31)
+
+    def recreate_checkpoint(self, trial) -> float | None:
+        """Train a finished trial's configuration again from scratch, for its epochs, and write its
+        best-epoch checkpoint (for a best trial whose checkpoint is missing). Returns the best
+        validation accuracy of the new training."""
+        hp = trial.hyperparameters.copy()
+        hp.values = {k: v for k, v in trial.hyperparameters.values.items() if k != "tuner/trial_id"}
+        keras.backend.clear_session(free_memory=False)
+        self._seed_run(self.run_name(trial.trial_id))
+        self._resume_weights = None
+        model = kt.Tuner._build_hypermodel(self, hp)  # no parent: from scratch
+        save = TimedSaveBestEpoch(self.oracle.objective, self._get_checkpoint_fname(trial.trial_id), {})
+        self.hypermodel.fit(hp, model, epochs=int(hp.values.get("tuner/epochs", 1)), initial_epoch=0, callbacks=[save])
+        best = save.best_value
+        return float(best) if best is not None and math.isfinite(best) else None
+
+    def load_model(self, trial):
+        """The trial's best-epoch model (keras-tuner's `get_best_models` calls this)."""
+        model = kt.Tuner._build_hypermodel(self, trial.hyperparameters)
+        load_variables(model, self._get_checkpoint_fname(trial.trial_id))
+        return model
+
+    def _get_checkpoint_fname(self, trial_id):
+        return os.path.join(self.get_trial_dir(trial_id), CHECKPOINT_NAME)
+
+    def _build_hypermodel(self, hp):
+        model = kt.Tuner._build_hypermodel(self, hp)
+        parent = hp.values.get("tuner/trial_id")
+        if parent is not None:  # a promoted trial starts from its parent's best epoch
+            load_variables(model, self._get_checkpoint_fname(parent))
+        if self._resume_weights is not None:  # an interrupted trial, from its last completed epoch
+            load_variables(model, self._resume_weights)
+        return model
+
+    def _try_build(self, hp):
+        t0 = time.perf_counter()
+        # Without a collection pass: that costs ~0.5 s a trial, Python collects on its own, and what
+        # TensorFlow keeps per model is bounded by handing over to a fresh trial process.
+        keras.backend.clear_session(free_memory=False)
+        model = self._build_hypermodel(hp)
+        self._build_seconds = time.perf_counter() - t0
+        return model
+
+    def _build_and_fit_model(self, trial, *args, **kwargs):
+        record = self.records[trial.trial_id]
+        self._build_seconds = 0.0
+        before0 = record.get("checkpoint_seconds", 0.0)
+        t0 = time.perf_counter()
+        try:
+            results = super()._build_and_fit_model(trial, *args, **kwargs)
+        finally:
+            record["build_seconds"] = round(record.get("build_seconds", 0.0) + self._build_seconds, 3)
+            # Training and validation only: checkpoint writes during fit are overhead.
+            record["fit_seconds"] = round(record.get("fit_seconds", 0.0) + time.perf_counter() - t0
+                                          - self._build_seconds - (record.get("checkpoint_seconds", 0.0) - before0), 3)
+        history = getattr(results, "history", {})
+        record["history"] = {k: [float(x) for x in v] for k, v in history.items()}
+        return results
+
+    def on_trial_end(self, trial):
+        try:
+            super().on_trial_end(trial)  # the oracle records the trial (and may declare systematic failure)
+        finally:
+            self._after_trial(trial)
+
+    def _after_trial(self, trial):
+        record = self.records.setdefault(trial.trial_id, {"trial_id": trial.trial_id})
+        record["seconds"] = round(time.time() - record.get("started", time.time()), 3)
+        ended = self.oracle.get_trial(trial.trial_id)  # the oracle's view: a worker's own copy has no score
+        record["status"] = ended.status
+        record["val_accuracy"] = ended.score
+        record["best_step"] = ended.best_step
+        trial_dir = pathlib.Path(self.get_trial_dir(trial.trial_id))
+        if trial.status in ("COMPLETED", "FAILED", "INVALID"):
+            clear_resume(trial_dir)
+        if trial.message and trial.status != "COMPLETED":
+            record["error"] = last_line(trial.message)
+            if "run" in record:
+                write_status(self.logdir / record["run"], f"trial {trial.trial_id} {trial.status}: {record['error']}")
+        if self.on_trial_done:
+            self.on_trial_done(self, trial, record)
+
