@@ -26,7 +26,9 @@ import tomllib
 from collections.abc import Mapping
 from typing import Any
 
-from resnet.spec import BLOCKS, BOTTLENECK_STRIDES, SHORTCUTS, STEMS
+from resnet.spec import BLOCKS, BOTTLENECK_STRIDES, SHORTCUTS, STEMS, ResNetSpec
+
+from .training import train_defaults
 
 SPACES_DIR = pathlib.Path(__file__).resolve().parent
 
@@ -120,15 +122,11 @@ TRAIN_KEYS: dict[str, tuple[Any, str]] = {
     "batch_size": (_pos_int, "positive integers"),
     "label_smoothing": (lambda v: _nonneg_num(v) and v < 1, "numbers in [0, 1)"),
 }
-ARCH_DEFAULTS = {
-    "stem": "cifar", "base_filters": 16, "growth": 2.0, "width_multiplier": 1.0, "block": "basic",
-    "preact": False, "shortcut": "B", "bottleneck_stride": "3x3", "expansion": 4,
-}
-TRAIN_DEFAULTS = {
-    "optimizer": "sgd", "learning_rate": 0.1, "momentum": 0.9, "nesterov": False, "weight_decay": 0.0,
-    "schedule": "cosine", "warmup_epochs": 0, "plateau_factor": 0.1, "plateau_patience": 5,
-    "batch_size": 64, "label_smoothing": 0.0,
-}
+# What a space gets for a key it leaves out: stated once, as the field defaults of `ResNetSpec`
+# (every ARCH_KEYS entry but depth, stages and blocks_per_stage, which a space must give) and of
+# `TrainConfig` (every TRAIN_KEYS entry).
+ARCH_DEFAULTS = {f.name: f.default for f in dataclasses.fields(ResNetSpec) if f.name in ARCH_KEYS}
+TRAIN_DEFAULTS = train_defaults()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -250,6 +248,18 @@ def parse_space(text: str, path: str | pathlib.Path, name: str | None = None) ->
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise SpaceError(f"{path} is not valid TOML: {e}") from None
+    # Keyword arguments are evaluated left to right: the sections are checked in this order.
+    space = Space(
+        name=name or path.stem, path=path, text=text, description=_description(data, path),
+        **_defaults_section(data, path), **_hyperband_section(data, path), **_limits_section(data, path),
+        **_architecture_section(data, path), **_training_section(data, path),
+    )
+    _check_position_counts(space)
+    return space
+
+
+def _description(data: Mapping, path: pathlib.Path) -> str:
+    """Top level: only the known tables, and a one-line description."""
     top = {"description", "defaults", "hyperband", "limits", "architecture", "training"}
     unknown = sorted(set(data) - top)
     if unknown:
@@ -257,7 +267,11 @@ def parse_space(text: str, path: str | pathlib.Path, name: str | None = None) ->
     description = data.get("description", "")
     if not isinstance(description, str):
         raise SpaceError(f"{path}: description must be a string")
+    return description
 
+
+def _defaults_section(data: Mapping, path: pathlib.Path) -> dict[str, Any]:
+    """``[defaults]``: the dataset, its augmentation and image size."""
     defaults = _table(data, "defaults", path, ("dataset", "augment", "image_size"))
     dataset = defaults.get("dataset")  # None: the user must give one (e.g. an image folder)
     if dataset is not None and (not isinstance(dataset, str) or not dataset):
@@ -274,15 +288,30 @@ def parse_space(text: str, path: str | pathlib.Path, name: str | None = None) ->
             raise SpaceError(f"{path}: [defaults] image_size = {image_size!r} is invalid: "
                              "expected a positive integer or [height, width]")
         image_size = tuple(image_size)
+    return {"dataset": dataset, "augment": augment, "image_size": image_size}
 
+
+def _hyperband_section(data: Mapping, path: pathlib.Path) -> dict[str, int]:
+    """``[hyperband]``: the budget of the search."""
     hb = _table(data, "hyperband", path, ("max_epochs", "factor", "iterations"))
-    max_epochs = _int_setting(hb, "max_epochs", "hyperband", path, 9, 1)
-    factor = _int_setting(hb, "factor", "hyperband", path, 3, 2)
-    iterations = _int_setting(hb, "iterations", "hyperband", path, 1, 1)
-    limits = _table(data, "limits", path, ("max_params", "max_flops"))
-    max_params = _int_setting(limits, "max_params", "limits", path, None, 1)
-    max_flops = _int_setting(limits, "max_flops", "limits", path, None, 1)
+    return {
+        "max_epochs": _int_setting(hb, "max_epochs", "hyperband", path, 9, 1),
+        "factor": _int_setting(hb, "factor", "hyperband", path, 3, 2),
+        "iterations": _int_setting(hb, "iterations", "hyperband", path, 1, 1),
+    }
 
+
+def _limits_section(data: Mapping, path: pathlib.Path) -> dict[str, int | None]:
+    """``[limits]``: optional cost limits per configuration."""
+    limits = _table(data, "limits", path, ("max_params", "max_flops"))
+    return {
+        "max_params": _int_setting(limits, "max_params", "limits", path, None, 1),
+        "max_flops": _int_setting(limits, "max_flops", "limits", path, None, 1),
+    }
+
+
+def _architecture_section(data: Mapping, path: pathlib.Path) -> dict[str, Any]:
+    """``[architecture]``: the network's params, its block layout and the downsample position sets."""
     arch_t = _table(data, "architecture", path, (*ARCH_KEYS, "downsample_at", "uniform_stages"))
     arch: dict[str, Param] = {}
     for key, (check, allowed) in ARCH_KEYS.items():
@@ -290,6 +319,13 @@ def parse_space(text: str, path: str | pathlib.Path, name: str | None = None) ->
             arch[key] = parse_param(arch_t[key], f"architecture.{key}", path, check, allowed)
         elif key in ARCH_DEFAULTS:
             arch[key] = Param("fixed", (ARCH_DEFAULTS[key],))
+    layout, uniform = _layout(arch, arch_t, path)
+    return {"arch": arch, "layout": layout, "uniform_stages": uniform,
+            "downsample_sets": _downsample_sets(arch_t, layout, path)}
+
+
+def _layout(arch: Mapping[str, Param], arch_t: Mapping, path: pathlib.Path) -> tuple[str, bool]:
+    """``"positions"`` (depth + stages + downsample_at) or ``"per_stage"``, and ``uniform_stages``."""
     if "stages" not in arch:
         raise SpaceError(f"{path}: [architecture] stages is missing; give the number of stages, e.g. [2, 3]")
     if ("depth" in arch) == ("blocks_per_stage" in arch):
@@ -304,20 +340,29 @@ def parse_space(text: str, path: str | pathlib.Path, name: str | None = None) ->
     for key in ("depth", "stages", "blocks_per_stage"):
         if key in arch and arch[key].kind == "float":
             raise SpaceError(f"{path}: [architecture] {key} must be integers")
+    return layout, uniform
+
+
+def _downsample_sets(arch_t: Mapping, layout: str, path: pathlib.Path) -> tuple[tuple[int, ...], ...] | None:
+    """The explicit ``downsample_at`` position sets, or None for ``"any"``."""
     sets = arch_t.get("downsample_at", "any")
-    downsample_sets = None
     if layout == "per_stage" and "downsample_at" in arch_t:
         raise SpaceError(f"{path}: [architecture] downsample_at only applies with depth (not blocks_per_stage)")
-    if sets != "any":
-        if (not isinstance(sets, list) or not sets
-                or not all(isinstance(s, list) and all(_pos_int(p) and p >= 2 for p in s) for s in sets)):
-            raise SpaceError(f"{path}: [architecture] downsample_at = {sets!r} is invalid: expected \"any\" or a "
-                             "list of position lists, e.g. [[4, 8, 14], [3, 7, 13]] (block indices from 2)")
-        downsample_sets = tuple(tuple(s) for s in sets)
-        for s in downsample_sets:
-            if list(s) != sorted(set(s)):
-                raise SpaceError(f"{path}: [architecture] downsample_at set {list(s)} must be strictly increasing")
+    if sets == "any":
+        return None
+    if (not isinstance(sets, list) or not sets
+            or not all(isinstance(s, list) and all(_pos_int(p) and p >= 2 for p in s) for s in sets)):
+        raise SpaceError(f"{path}: [architecture] downsample_at = {sets!r} is invalid: expected \"any\" or a "
+                         "list of position lists, e.g. [[4, 8, 14], [3, 7, 13]] (block indices from 2)")
+    downsample_sets = tuple(tuple(s) for s in sets)
+    for s in downsample_sets:
+        if list(s) != sorted(set(s)):
+            raise SpaceError(f"{path}: [architecture] downsample_at set {list(s)} must be strictly increasing")
+    return downsample_sets
 
+
+def _training_section(data: Mapping, path: pathlib.Path) -> dict[str, Any]:
+    """``[training]``: shared params, then the per-optimiser and per-schedule sub-tables."""
     train_t = _table(data, "training", path, (*TRAIN_KEYS, *OPTIMIZERS, *SCHEDULES))
     train: dict[str, Param] = {}
     for key, (check, allowed) in TRAIN_KEYS.items():
@@ -328,15 +373,7 @@ def parse_space(text: str, path: str | pathlib.Path, name: str | None = None) ->
     per_optimizer = {opt: _sub_table(train_t, opt, OPTIMIZER_USES[opt], opt, path) for opt in OPTIMIZERS}
     per_schedule = {sched: _sub_table(train_t, sched, SCHEDULE_USES[sched], f"the {sched} schedule", path)
                     for sched in SCHEDULES}
-
-    space = Space(
-        name=name or path.stem, path=path, description=description, dataset=dataset, augment=augment,
-        image_size=image_size, max_epochs=max_epochs, factor=factor, iterations=iterations,
-        max_params=max_params, max_flops=max_flops, arch=arch, downsample_sets=downsample_sets, train=train,
-        per_optimizer=per_optimizer, per_schedule=per_schedule, layout=layout, uniform_stages=uniform, text=text,
-    )
-    _check_position_counts(space)
-    return space
+    return {"train": train, "per_optimizer": per_optimizer, "per_schedule": per_schedule}
 
 
 def _check_position_counts(space: Space) -> None:

@@ -17,7 +17,6 @@ failed trials, since keras-tuner stops after 3 consecutive failures):
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -27,27 +26,11 @@ from resnet.cost import Cost
 from resnet.spec import STEM_HALVINGS, max_halvings
 
 from .loader import OPTIMIZER_USES, SCHEDULE_USES, Param, Space, SpaceError, int_options
+from .training import TrainConfig, train_config_from
 
 
 class InvalidConfig(ValueError):
     """A point of the space that cannot be built for this input or is over the cost limits."""
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """How one trial trains. Values a configuration does not use take neutral defaults."""
-
-    optimizer: str = "sgd"
-    learning_rate: float = 0.1
-    momentum: float = 0.0
-    nesterov: bool = False
-    weight_decay: float = 0.0
-    schedule: str = "constant"
-    warmup_epochs: int = 0
-    plateau_factor: float = 0.1
-    plateau_patience: int = 5
-    batch_size: int = 64
-    label_smoothing: float = 0.0
 
 
 def format_positions(positions: Sequence[int]) -> str:
@@ -155,32 +138,51 @@ class Sampler:
         return {self.aliases.get(k, k): v for k, v in values.items() if v is not None}
 
     def declare(self, hp) -> None:
-        """Register every hyperparameter of the space (parents before their children)."""
-        a = self.space.arch
-        _register(hp, "stem", a["stem"])
+        """Register every hyperparameter of the space (parents before their children).
+
+        The order of registration fixes what a seed draws: keep it.
+        """
+        _register(hp, "stem", self.space.arch["stem"])
         if self.space.layout == "positions":
-            # depth -> stages (only counts this depth can be split into) -> positions for both.
-            _register(hp, "depth", self.depth_param)
-            for d in self.depth_options:
-                stage_opts = [s for s in self.stage_options if self.position_sets(d, s)]
-                stages = _options_param(stage_opts)
-                per_depth = len(self.depth_options) > 1
-                stages_name = self._alias(f"stages_depth{d}" if per_depth else "stages", "stages")
-                with _scope(hp, "depth", [d], self.depth_param):
-                    _register(hp, stages_name, stages)
-                    for s in stage_opts:
-                        sets = self.position_sets(d, s)
-                        with _scope(hp, stages_name, [s], stages):
-                            name = self._alias(f"downsample_at_depth{d}_stages{s}", "downsample_at")
-                            _register(hp, name, _options_param([format_positions(p) for p in sets]))
+            self._declare_positions(hp)
         else:
-            _register(hp, "stages", self.stages_param)
-            if self.space.uniform_stages:
-                _register(hp, "blocks_per_stage", a["blocks_per_stage"])
-            else:
-                for i in range(1, max(self.stage_options) + 1):
-                    with _scope(hp, "stages", [s for s in self.stage_options if s >= i], self.stages_param):
-                        _register(hp, f"stage{i}_blocks", a["blocks_per_stage"])
+            self._declare_per_stage(hp)
+        self._declare_widths(hp)
+        self._declare_optimizer(hp)
+        self._declare_schedule(hp)
+        _register(hp, "batch_size", self.space.train["batch_size"])
+        _register(hp, "label_smoothing", self.space.train["label_smoothing"])
+
+    def _declare_positions(self, hp) -> None:
+        """depth -> stages (only counts this depth can be split into) -> positions for both."""
+        _register(hp, "depth", self.depth_param)
+        for d in self.depth_options:
+            stage_opts = [s for s in self.stage_options if self.position_sets(d, s)]
+            stages = _options_param(stage_opts)
+            per_depth = len(self.depth_options) > 1
+            stages_name = self._alias(f"stages_depth{d}" if per_depth else "stages", "stages")
+            with _scope(hp, "depth", [d], self.depth_param):
+                _register(hp, stages_name, stages)
+                for s in stage_opts:
+                    sets = self.position_sets(d, s)
+                    with _scope(hp, stages_name, [s], stages):
+                        name = self._alias(f"downsample_at_depth{d}_stages{s}", "downsample_at")
+                        _register(hp, name, _options_param([format_positions(p) for p in sets]))
+
+    def _declare_per_stage(self, hp) -> None:
+        """stages -> blocks per stage (one shared count, or one per stage that exists)."""
+        blocks = self.space.arch["blocks_per_stage"]
+        _register(hp, "stages", self.stages_param)
+        if self.space.uniform_stages:
+            _register(hp, "blocks_per_stage", blocks)
+        else:
+            for i in range(1, max(self.stage_options) + 1):
+                with _scope(hp, "stages", [s for s in self.stage_options if s >= i], self.stages_param):
+                    _register(hp, f"stage{i}_blocks", blocks)
+
+    def _declare_widths(self, hp) -> None:
+        """Widths and block type; the bottleneck's own keys only under the bottleneck block."""
+        a = self.space.arch
         for key in ("base_filters", "growth", "width_multiplier", "block", "preact", "shortcut"):
             _register(hp, key, a[key])
         if "bottleneck" in a["block"].options:
@@ -188,6 +190,8 @@ class Sampler:
                 with _scope(hp, "block", ["bottleneck"], a["block"]):
                     _register(hp, key, a[key])
 
+    def _declare_optimizer(self, hp) -> None:
+        """The optimiser, then each of its keys under the optimisers that use it."""
         t = self.space.train
         opt_param = t["optimizer"]
         _register(hp, "optimizer", opt_param)
@@ -202,14 +206,16 @@ class Sampler:
                 name = self._alias(f"{key}_{'_'.join(group)}" if len(groups) > 1 else key, key)
                 with _scope(hp, "optimizer", group, opt_param, needed=len(group) < len(opts)):
                     _register(hp, name, param)
+
+    def _declare_schedule(self, hp) -> None:
+        """The schedule, then each of its keys under that schedule."""
+        t = self.space.train
         sched_param = t["schedule"]
         _register(hp, "schedule", sched_param)
         for sched in sched_param.options:
             for key in SCHEDULE_USES[sched]:
                 with _scope(hp, "schedule", [sched], sched_param):
                     _register(hp, key, self.space.per_schedule[sched].get(key, t[key]))
-        _register(hp, "batch_size", t["batch_size"])
-        _register(hp, "label_smoothing", t["label_smoothing"])
 
     def position_sets(self, depth: int, stages: int) -> list[tuple[int, ...]]:
         """Every downsample position set offered for this depth and stage count."""
@@ -244,9 +250,8 @@ class Sampler:
         return ResNetSpec(**spec_kw)
 
     def train_config(self, values: Mapping[str, Any]) -> TrainConfig:
-        fields = {f.name for f in dataclasses.fields(TrainConfig)}
-        v = self.canonical(values)
-        return TrainConfig(**{k: v[k] for k in fields if k in v})
+        """The training config of a trial's values (see `training` for the values of unused keys)."""
+        return train_config_from(self.canonical(values))
 
     def cost(self, spec: ResNetSpec) -> Cost:
         return count_cost(spec, self.input_shape, self.num_classes)

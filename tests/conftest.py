@@ -38,5 +38,5 @@ def finished_run(tiny_space, tmp_path_factory):
 
     results = tmp_path_factory.mktemp("results")
     lines: list[str] = []
-    result = tuning.search(space=tiny_space, results_dir=results, seed=0, log=lines.append)
+    result = tuning.run_search(space=tiny_space, results_dir=results, seed=0, log=lines.append)
     return result, lines, results

@@ -34,3 +34,78 @@ def test_overhead_parts_add_up_to_the_wall_time(finished_run, capsys):
     assert parts == pytest.approx(summary["wall_seconds"], abs=0.5)
     assert out["overhead_share"] == pytest.approx(1 - summary["fit_share"], abs=0.005)  # both rounded
     assert 0 < out["overhead_share"] < 1
+    assert [t["trial_id"] for t in out["trials"]] == sorted(json.loads(p.read_text())["trial_id"]
+                                                          for p in (result.run_dir / "trials").glob("*.json"))
+
+
+def fake_run(folder, trials, wall, test_eval=1.0):
+    """A finished run folder written with the store's own writers: `trials` as
+    (trial_id, initial_epoch, epochs, seconds, fit, build, checkpoint, epoch_seconds)."""
+    from tuning.store import RunFolder, TrialRecord
+
+    run = RunFolder(folder)
+    run.write("run.json", {"space": "small", "dataset": "digits", "seed": 0})
+    records = []
+    for tid, start, epochs, seconds, fit, build, ckpt, epoch_seconds in trials:
+        records.append(TrialRecord(tid, run=f"trial_{tid}", initial_epoch=start, epochs=epochs, status="COMPLETED",
+                                   val_accuracy=0.5, seconds=seconds, fit_seconds=fit, build_seconds=build,
+                                   checkpoint_seconds=ckpt, epoch_seconds=epoch_seconds))
+        run.save_record(records[-1])
+    fit_total = sum(r.fit_seconds for r in records) + test_eval
+    run.write("summary.json", {"wall_seconds": wall, "fit_seconds": fit_total, "fit_share": fit_total / wall})
+    run.write_leaderboard(records)
+    return run.path
+
+
+def test_overhead_of_several_runs_per_trial_totals_and_medians(tmp_path, capsys):
+    from tuning.bench import OVERHEAD_TOTALS, bench_overheads
+
+    a = fake_run(tmp_path / "a", [("0000", 0, 2, 10.0, 6.0, 1.0, 0.5, [4.0, 2.0]),
+                                  ("0001", 2, 6, 20.0, 14.0, 2.0, 1.0, [5.0, 3.0, 3.0, 3.0])], wall=40.0)
+    b = fake_run(tmp_path / "b", [("0000", 0, 1, 5.0, 3.0, 0.5, 0.5, [3.0])], wall=10.0, test_eval=0.5)
+    c = fake_run(tmp_path / "c", [("0000", 0, 3, 30.0, 20.0, 2.0, 2.0, [8.0, 6.0, 6.0])], wall=50.0)
+    out = bench_overheads([a, b, c])
+    text = capsys.readouterr().out
+
+    first = out["runs"][0]
+    assert first["run_dir"] == str(a)
+    assert first["trials"] == [
+        {"trial_id": "0000", "epochs_trained": 2, "seconds": 10.0, "fit_seconds": 6.0, "build_seconds": 1.0,
+         "checkpoint_seconds": 0.5, "other_seconds": 2.5},
+        {"trial_id": "0001", "epochs_trained": 4, "seconds": 20.0, "fit_seconds": 14.0, "build_seconds": 2.0,
+         "checkpoint_seconds": 1.0, "other_seconds": 3.0}]
+    assert first["training_and_evaluation_seconds"] == 21.0 and first["per_trial_other_seconds"] == 5.5
+    assert first["outside_trials_seconds"] == 9.0 and first["overhead_share"] == round(1 - 21 / 40, 3)
+    # Tracing: the mean excess of a first epoch over the median later one (2.0 and 2.0), times 2 trials.
+    assert first["of_which_first_epoch_tracing_seconds_est"] == 4.0
+    for run in out["runs"]:
+        parts = (run["training_and_evaluation_seconds"] + run["checkpoint_seconds"] + run["build_seconds"]
+                 + run["per_trial_other_seconds"] + run["outside_trials_seconds"])
+        assert parts == pytest.approx(run["wall_seconds"])
+    assert set(out["median"]) == set(OVERHEAD_TOTALS)
+    assert out["median"]["wall_seconds"] == 40.0
+    shares = sorted(r["overhead_share"] for r in out["runs"])
+    assert out["median"]["overhead_share"] == shares[1]
+    lines = text.splitlines()
+    assert lines[0] == f"{a}: 2 trials"
+    assert lines[2].split() == ["0000", "2", "10.00", "6.00", "1.00", "0.50", "2.50"]
+    assert lines[3].split() == ["0001", "4", "20.00", "14.00", "2.00", "1.00", "3.00"]
+    assert any(line.startswith("median over 3 runs") for line in lines)
+    assert bench_overheads([b]).keys() == {"runs"}  # one run: no median
+
+
+def test_overhead_cli_takes_several_runs_and_writes_all_as_json(tmp_path, capsys):
+    from tuning.bench import main
+
+    a = fake_run(tmp_path / "a", [("0000", 0, 2, 10.0, 6.0, 1.0, 0.5, [4.0, 2.0])], wall=20.0)
+    b = fake_run(tmp_path / "b", [("0000", 0, 2, 12.0, 7.0, 1.0, 0.5, [4.0, 2.0])], wall=24.0)
+    out = tmp_path / "overhead.json"
+    assert main(["overhead", str(a), str(b), "--out", str(out)]) == 0
+    figures = json.loads(out.read_text())
+    assert figures["benchmark"] == "overhead" and "machine" in figures
+    assert [r["run_dir"] for r in figures["runs"]] == [str(a), str(b)]
+    assert figures["runs"][1]["trials"][0]["other_seconds"] == 3.5
+    assert figures["median"]["wall_seconds"] == 22.0
+    capsys.readouterr()
+    assert main(["overhead", str(a), str(tmp_path / "missing")]) == 2
+    assert "does not exist" in capsys.readouterr().err

@@ -100,13 +100,15 @@ def test_export_loads_in_fresh_process_and_scores_the_card(run_copy, tmp_path):
 
 
 def test_export_cli_other_trial_overwrite_and_retrain(run_copy):
-    records = [json.loads(p.read_text()) for p in (run_copy / "trials").glob("*.json")]
-    best = json.loads((run_copy / "best.json").read_text())
+    from tuning.store import RunFolder
+
+    folder = RunFolder(run_copy)
+    records = folder.records().values()
+    best = folder.read("best.json")
     # The search keeps only the checkpoints Hyperband may still use, and the best one.
-    kept = [r["trial_id"] for r in records
-            if (run_copy / "tuner" / f"trial_{r['trial_id']}" / "checkpoint.npz").exists()]
+    kept = [r.trial_id for r in records if (run_copy / "tuner" / f"trial_{r.trial_id}" / "checkpoint.npz").exists()]
     assert kept == [best["trial_id"]]
-    other = next(r["trial_id"] for r in records if r["trial_id"] != best["trial_id"])
+    other = next(r.trial_id for r in records if r.trial_id != best["trial_id"])
     target = run_copy / "export_other"
     proc = run_module("tuning.export", str(run_copy), "--trial", other, "--output", str(target))
     assert proc.returncode == 2 and "--retrain" in proc.stderr and not target.exists()

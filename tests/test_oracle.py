@@ -3,6 +3,7 @@ reloaded from disk in shuffled order between every end, failed trials and distri
 orders. What must hold whatever happens: a trial that is promoted finds its parent's
 checkpoint, the final best's checkpoint exists, and no more checkpoints remain than needed."""
 
+import dataclasses
 import pathlib
 import random
 import types
@@ -16,6 +17,7 @@ from tuning.engine.checkpoints import CHECKPOINT_NAME
 from tuning.engine.oracle import ResNetOracle, is_configuration_failure, systematic_failure
 from tuning.errors import SystematicFailure
 from tuning.ranking import best_record, rank_key, record_key, trial_key
+from tuning.store import TrialRecord
 
 NAN = "keras_tuner.src.errors.FailedTrialError: the loss became NaN in epoch 1 (learning rate 10); stopped by " \
       "TerminateOnNaN"
@@ -113,14 +115,14 @@ def test_ranking_is_a_total_order():
     assert rank_key(0.1, 9, "0009") < rank_key(None, 1, "0000")          # any score before none
     assert rank_key(float("nan"), 1, "0000") == rank_key(None, 1, "0000")
     assert rank_key(0.9, 1, "0000", completed=False) > rank_key(0.1, 9, "0009")
-    recs = [{"trial_id": "0003", "val_accuracy": 0.5, "epochs": 3, "status": "COMPLETED"},
-            {"trial_id": "0001", "val_accuracy": 0.5, "epochs": 3, "status": "COMPLETED"},
-            {"trial_id": "0002", "val_accuracy": 0.7, "epochs": 9, "status": "FAILED"}]
+    recs = [TrialRecord("0003", val_accuracy=0.5, epochs=3, status="COMPLETED"),
+            TrialRecord("0001", val_accuracy=0.5, epochs=3, status="COMPLETED"),
+            TrialRecord("0002", val_accuracy=0.7, epochs=9, status="FAILED")]
     for _ in range(5):
         random.shuffle(recs)
-        assert best_record(recs)["trial_id"] == "0001"
-        assert [r["trial_id"] for r in sorted(recs, key=record_key)] == ["0001", "0003", "0002"]
-    assert best_record([recs[0] | {"status": "FAILED"}]) is None
+        assert best_record(recs).trial_id == "0001"
+        assert [r.trial_id for r in sorted(recs, key=record_key)] == ["0001", "0003", "0002"]
+    assert best_record([dataclasses.replace(recs[0], status="FAILED")]) is None
 
 
 def test_ties_with_a_reload_before_every_end_keep_the_best_checkpoint(tmp_path):

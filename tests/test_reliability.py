@@ -50,9 +50,9 @@ def sequence(run_dir):
 
 def released(run_dir: pathlib.Path) -> bool:
     """The run's OS lock is free and its file names nobody."""
-    from tuning.lock import check_lock
+    from tuning.store import RunFolder
 
-    check_lock(run_dir)
+    RunFolder(run_dir).check_lock()
     return (run_dir / ".lock").read_text() == ""
 
 
@@ -325,7 +325,7 @@ def test_a_missing_best_checkpoint_is_recreated_and_the_run_finishes(finished_ru
 def test_another_keras_tuner_minor_version_is_refused_in_one_line(monkeypatch, capsys):
     import importlib.metadata
 
-    from tuning.search import main
+    from tuning.cli import main
 
     real = importlib.metadata.version
     monkeypatch.setattr(importlib.metadata, "version",

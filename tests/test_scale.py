@@ -35,7 +35,7 @@ def test_mixed_precision_and_mirrored_strategy_search_on_cpu(tiny_space, tmp_pat
 
     lines = []
     try:
-        result = tuning.search(space=tiny_space, results_dir=tmp_path, precision="mixed", strategy="mirrored",
+        result = tuning.run_search(space=tiny_space, results_dir=tmp_path, precision="mixed", strategy="mirrored",
                                max_epochs=1, log=lines.append)
     finally:
         keras.mixed_precision.set_global_policy("float32")
@@ -76,7 +76,8 @@ def _worker_pids(results: pathlib.Path) -> list[int]:
             env = (proc / "environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if str(results).encode() in cmd and any(e.startswith(b"KERASTUNER_TUNER_ID=tuner") for e in env):
+        ours = any(a.startswith(str(results).encode()) for a in cmd)
+        if ours and any(e.startswith(b"KERASTUNER_TUNER_ID=tuner") for e in env):
             pids.append(int(proc.name))
     return pids
 

@@ -126,7 +126,7 @@ def test_second_identical_command_does_no_new_work(finished_run, tiny_space):
     before = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file() and "tuner" in p.parts}
     best_before = (run / "best.json").read_text()
     lines: list[str] = []
-    again = tuning.search(space=tiny_space, results_dir=results, seed=0, log=lines.append)
+    again = tuning.run_search(space=tiny_space, results_dir=results, seed=0, log=lines.append)
     assert any("resuming" in line and "5 of 5 trials already done" in line for line in lines)
     assert not any(line.startswith("trial ") for line in lines)
     after = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file() and "tuner" in p.parts}
@@ -139,7 +139,7 @@ def test_same_seed_same_sequence_of_trials(finished_run, tiny_space, tmp_path):
     import tuning
 
     result, _, _ = finished_run
-    other = tuning.search(space=tiny_space, results_dir=tmp_path, seed=0, log=lambda s: None)
+    other = tuning.run_search(space=tiny_space, results_dir=tmp_path, seed=0, log=lambda s: None)
 
     def sequence(run_dir):
         recs = sorted((json.loads(p.read_text()) for p in (run_dir / "trials").glob("*.json")),

@@ -1,12 +1,16 @@
 """Search spaces as data: loading, errors, the sampler, and how invalid points are kept out."""
 
+import ast
+import dataclasses
+import inspect
 import textwrap
 
 import keras_tuner as kt
 import pytest
 
-from resnet.spec import max_halvings
-from search_spaces import Sampler, SpaceError, list_spaces, load_space, named_spaces
+from resnet.spec import ResNetSpec, max_halvings
+from search_spaces import Sampler, SpaceError, TrainConfig, list_spaces, load_space, loader, named_spaces, parse_space
+from search_spaces.loader import OPTIMIZER_USES, SCHEDULE_USES
 from tuning.engine.oracle import ResNetOracle
 
 FIVE_HALVINGS = textwrap.dedent(
@@ -207,3 +211,50 @@ def test_same_seed_same_draws():
     assert draws_a == [b._random_values() for _ in range(20)]
     c = _oracle(sampler, seed=8)
     assert draws_a != [c._random_values() for _ in range(20)]
+
+
+def test_space_defaults_are_the_dataclass_defaults_not_a_copy():
+    spec_defaults = {f.name: f.default for f in dataclasses.fields(ResNetSpec)}
+    assert loader.ARCH_DEFAULTS == {k: spec_defaults[k] for k in loader.ARCH_KEYS if k in spec_defaults}
+    assert set(loader.ARCH_KEYS) - set(loader.ARCH_DEFAULTS) == {"depth", "stages", "blocks_per_stage"}
+    assert loader.TRAIN_DEFAULTS == dataclasses.asdict(TrainConfig())
+    assert set(loader.TRAIN_DEFAULTS) == set(loader.TRAIN_KEYS)
+    # Derived, not restated: no literal value is assigned to either mapping.
+    for node in ast.walk(ast.parse(inspect.getsource(loader))):
+        if isinstance(node, ast.Assign) and {getattr(t, "id", None) for t in node.targets} & {
+                "ARCH_DEFAULTS", "TRAIN_DEFAULTS"}:
+            assert not isinstance(node.value, ast.Dict), ast.unparse(node)
+    # A space that leaves every key out gets exactly those defaults, as fixed values.
+    space = parse_space("[architecture]\ndepth = 2\nstages = 1\n", "bare.toml")
+    assert {k: p.values for k, p in space.train.items()} == {k: (v,) for k, v in loader.TRAIN_DEFAULTS.items()}
+    assert {k: p.values for k, p in space.arch.items() if k in loader.ARCH_DEFAULTS} == {
+        k: (v,) for k, v in loader.ARCH_DEFAULTS.items()}
+
+
+# What a trial has always recorded (best.json, the model card) for a training key its optimiser or
+# schedule does not use; recorded from the code before the defaults were unified.
+RECORDED_WHEN_UNUSED = {"momentum": 0.0, "nesterov": False, "weight_decay": 0.0, "warmup_epochs": 0,
+                        "plateau_factor": 0.1, "plateau_patience": 5}
+ALWAYS_USED = {"optimizer", "schedule", "batch_size", "label_smoothing"}
+
+
+@pytest.mark.parametrize("space_name, shape", [("small", (8, 8, 1)), ("cifar", (32, 32, 3)),
+                                               ("imagenet", (64, 64, 3))])
+def test_train_config_is_the_sampled_values_plus_the_recorded_unused_values(space_name, shape):
+    sampler = Sampler(load_space(space_name), shape, 10)
+    oracle = _oracle(sampler, seed=5)
+    seen = set()
+    for _ in range(30):
+        values = sampler.canonical(oracle._random_values())
+        _, cfg, _ = sampler.resolve(values)
+        recorded = dataclasses.asdict(cfg)
+        used = ALWAYS_USED | set(OPTIMIZER_USES[cfg.optimizer]) | set(SCHEDULE_USES[cfg.schedule])
+        # The sampler declares exactly the keys the configuration uses, and they are recorded as sampled.
+        assert used == set(values) & set(recorded)
+        assert {k: recorded[k] for k in used} == {k: values[k] for k in used}
+        assert {k: recorded[k] for k in set(recorded) - used} == {
+            k: RECORDED_WHEN_UNUSED[k] for k in set(recorded) - used}
+        seen.add((cfg.optimizer, cfg.schedule))
+    space = sampler.space
+    assert {o for o, _ in seen} == set(space.train["optimizer"].options)
+    assert {s for _, s in seen} == set(space.train["schedule"].options)

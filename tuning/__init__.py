@@ -1,18 +1,19 @@
 """The application: data, hypermodel, Hyperband search CLI, TensorBoard logging, export.
 
-``tuning.search(space="small", ...)`` runs a search from Python (the same options as
-``python -m tuning.search``). Importing this package does not import TensorFlow.
+``tuning.run_search(space="small", ...)`` runs a search from Python (the options of
+`tuning.SearchConfig`, the same as ``python -m tuning.search``). Importing this package does not
+import TensorFlow.
 """
 
+from .config import SearchConfig
+from .engine.finish import SearchResult
 
-def __getattr__(name):
-    # `tuning.search` is both the CLI module and its main function; hand out the function
-    # without importing the module at package import (which `python -m tuning.search` runs).
-    if name in ("search", "SearchResult"):
-        import importlib
+__all__ = ["SearchConfig", "SearchResult", "run_search"]
 
-        module = importlib.import_module(f"{__name__}.search")
-        globals()["search"] = module.search
-        globals()["SearchResult"] = module.SearchResult
-        return globals()[name]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+def run_search(config: SearchConfig | None = None, **kwargs) -> SearchResult | None:
+    """`tuning.search.run_search` (imported when called: ``python -m tuning.search`` runs that
+    module as the program, so the package must not import it first)."""
+    from .search import run_search as run
+
+    return run(config, **kwargs)

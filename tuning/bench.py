@@ -2,7 +2,8 @@
 
 - ``memory``: resident memory of the search process over many trials (a long digits search);
 - ``disk``: size of a finished run folder, split by part;
-- ``overhead``: where a search's wall time goes (training vs. building, checkpoints, logging);
+- ``overhead``: where searches' wall time goes (training vs. building, checkpoints, logging), per
+  trial and per run, and the median over several runs;
 - ``throughput``: training images/second of ``resnet.zoo_spec("resnet50")`` against
   ``keras.applications.ResNet50(weights=None)``, side by side in one process;
 - ``epoch``: seconds per epoch of ``cifar_resnet56`` at batch 128, with and without mixed
@@ -22,10 +23,12 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from .runtime import rss_mb
+from .errors import UsageError
+from .runtime import dtype_policy, rss_mb
+from .store import TrialRecord, open_run
 
 
 def tree_rss_mb(root: int | None = None) -> float:
@@ -92,9 +95,7 @@ def machine() -> dict[str, Any]:
 def bench_memory(trials: int, results_dir: pathlib.Path, recycle_mb: int) -> dict[str, Any]:
     """RSS of the search (this process and its trial processes) after each finished trial of a
     long digits search (small space, 3-epoch budget)."""
-    import importlib
-
-    search_mod = importlib.import_module("tuning.search")  # `tuning.search` the attribute is the function
+    from .search import run_search
 
     samples: list[tuple[int, float]] = []
     peak = [0.0]
@@ -117,8 +118,8 @@ def bench_memory(trials: int, results_dir: pathlib.Path, recycle_mb: int) -> dic
 
     iterations = -(-trials // 6)  # max_epochs 3, factor 3: 6 trials per Hyperband iteration
     t0 = time.time()
-    search_mod.search("small", max_epochs=3, factor=3, iterations=iterations, results_dir=results_dir,
-                      name="memory", overwrite=True, recycle_mb=recycle_mb, log=log)
+    run_search(space="small", max_epochs=3, factor=3, iterations=iterations, results_dir=str(results_dir),
+               name="memory", overwrite=True, recycle_mb=recycle_mb, log=log)
     stop.set()
     by_trial = dict(samples)
     first, n = by_trial[1], min(trials, len(samples))
@@ -155,31 +156,72 @@ def bench_disk(run_dir: pathlib.Path) -> dict[str, Any]:
     return out
 
 
-def bench_overhead(run_dir: pathlib.Path) -> dict[str, Any]:
-    """Where a finished search's wall time went, from its own records."""
-    from .results import load_records
+OVERHEAD_TOTALS = ("wall_seconds", "training_and_evaluation_seconds", "of_which_first_epoch_tracing_seconds_est",
+                   "checkpoint_seconds", "build_seconds", "per_trial_other_seconds", "outside_trials_seconds",
+                   "overhead_share")
 
-    summary = json.loads((run_dir / "summary.json").read_text())
-    recs = load_records(run_dir).values()
+
+def trial_overheads(records: Iterable[TrialRecord]) -> list[dict[str, Any]]:
+    """Where each trial's own time went: epochs it trained, its seconds, and their parts."""
+    rows = []
+    for r in records:
+        seconds = r.seconds or 0
+        rows.append({"trial_id": r.trial_id,
+                     "epochs_trained": r.epochs - r.initial_epoch if r.epochs is not None else None,
+                     "seconds": seconds, "fit_seconds": r.fit_seconds, "build_seconds": r.build_seconds,
+                     "checkpoint_seconds": r.checkpoint_seconds,
+                     "other_seconds": round(seconds - r.fit_seconds - r.build_seconds - r.checkpoint_seconds, 3)})
+    return rows
+
+
+def bench_overhead(run_dir: pathlib.Path) -> dict[str, Any]:
+    """Where a finished search's wall time went, from its own records: one line per trial, then
+    the run's totals."""
+    run = open_run(run_dir)
+    if run.summary is None:
+        raise UsageError(f"{run.run_dir} has no summary.json yet; let the search finish first "
+                         "(python -m tuning.search resumes it)")
+    summary, recs = run.summary, list(run.records.values())
     wall = summary["wall_seconds"]
-    fit = sum(r.get("fit_seconds", 0) for r in recs)
-    build = sum(r.get("build_seconds", 0) for r in recs)
-    trial = sum(r.get("seconds", 0) for r in recs)
+    fit = sum(r.fit_seconds for r in recs)
+    build = sum(r.build_seconds for r in recs)
+    trial = sum(r.seconds or 0 for r in recs)
     test_eval = summary["fit_seconds"] - fit
-    ckpt = sum(r.get("checkpoint_seconds", 0) for r in recs)
+    ckpt = sum(r.checkpoint_seconds for r in recs)
     # Tracing the training step happens in a trial's first epoch: its excess over the later ones.
-    excess = [e[0] - sorted(e[1:])[len(e[1:]) // 2] for r in recs if len(e := r.get("epoch_seconds", [])) > 1]
+    excess = [e[0] - sorted(e[1:])[len(e[1:]) // 2] for r in recs if len(e := r.epoch_seconds) > 1]
     tracing = sum(excess) / len(excess) * len(recs) if excess else 0.0
-    out = {"wall_seconds": wall,
-           "training_and_evaluation_seconds": round(fit + test_eval, 1),
-           "of_which_first_epoch_tracing_seconds_est": round(tracing, 1),
-           "checkpoint_seconds": round(ckpt, 1),
-           "build_seconds": round(build, 1),
-           "per_trial_other_seconds": round(trial - fit - build - ckpt, 1),
-           "outside_trials_seconds": round(wall - trial - test_eval, 1),
-           "overhead_share": round(1 - summary["fit_seconds"] / wall, 3)}
-    for k, v in out.items():
+    totals = {"wall_seconds": wall,
+              "training_and_evaluation_seconds": round(fit + test_eval, 1),
+              "of_which_first_epoch_tracing_seconds_est": round(tracing, 1),
+              "checkpoint_seconds": round(ckpt, 1),
+              "build_seconds": round(build, 1),
+              "per_trial_other_seconds": round(trial - fit - build - ckpt, 1),
+              "outside_trials_seconds": round(wall - trial - test_eval, 1),
+              "overhead_share": round(1 - summary["fit_seconds"] / wall, 3)}
+    trials = trial_overheads(recs)
+    print(f"{run.run_dir}: {len(trials)} trials")
+    print(f"  {'trial':<10} {'epochs':>6} {'seconds':>9} {'fit':>9} {'build':>9} {'checkpoint':>10} {'other':>9}")
+    for t in trials:
+        epochs = "" if t["epochs_trained"] is None else t["epochs_trained"]
+        print(f"  {t['trial_id']:<10} {epochs:>6} {t['seconds']:9.2f} {t['fit_seconds']:9.2f} "
+              f"{t['build_seconds']:9.2f} {t['checkpoint_seconds']:10.2f} {t['other_seconds']:9.2f}")
+    for k, v in totals.items():
         print(f"  {k:<42} {v}")
+    return {"run_dir": str(run.run_dir), **totals, "trials": trials}
+
+
+def bench_overheads(run_dirs: Sequence[pathlib.Path]) -> dict[str, Any]:
+    """`bench_overhead` of each run; with several, the median of each total over the runs."""
+    import statistics
+
+    runs = [bench_overhead(pathlib.Path(d)) for d in run_dirs]
+    out: dict[str, Any] = {"runs": runs}
+    if len(runs) > 1:
+        out["median"] = {k: round(statistics.median(r[k] for r in runs), 3) for k in OVERHEAD_TOTALS}
+        print(f"median over {len(runs)} runs:")
+        for k, v in out["median"].items():
+            print(f"  {k:<42} {v}")
     return out
 
 
@@ -231,14 +273,6 @@ def _timed_fit(model, batches: _Batches, steps: int) -> float:
     return steps * batches.batch / seconds
 
 
-def _policy(precision: str) -> str:
-    if precision == "float32":
-        return "float32"
-    if precision == "bfloat16":
-        return "mixed_bfloat16"
-    return "mixed_float16" if accelerators() else "mixed_bfloat16"  # "mixed"
-
-
 def bench_throughput(batch: int, steps: int, size: int, jit: bool, repeats: int, precision: str = "float32",
                      with_v1: bool = False) -> dict[str, Any]:
     """Training throughput of our ResNet-50 against keras.applications.ResNet50, same everything.
@@ -254,7 +288,7 @@ def bench_throughput(batch: int, steps: int, size: int, jit: bool, repeats: int,
 
     from resnet import build_resnet, zoo_spec
 
-    policy = _policy(precision)
+    policy = dtype_policy(precision, bool(accelerators()))
     keras.mixed_precision.set_global_policy(policy)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(batch * 4, size, size, 3)).astype("float32")
@@ -313,7 +347,7 @@ def bench_epoch(batch: int, steps: int | None, precisions: Sequence[str] = ("flo
     for precision in precisions:
         for jit in jits:
             keras.backend.clear_session()
-            policy = _policy(precision)
+            policy = dtype_policy(precision, bool(accelerators()))
             keras.mixed_precision.set_global_policy(policy)
             model = build_resnet(zoo_spec("cifar_resnet56"), (32, 32, 3), 10)
             t0 = time.perf_counter()
@@ -329,7 +363,7 @@ def bench_epoch(batch: int, steps: int | None, precisions: Sequence[str] = ("flo
     return out
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m tuning.bench", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="what", required=True)
     m = sub.add_parser("memory", help="RSS of the search process over many trials")
@@ -338,8 +372,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     m.add_argument("--results-dir", default=None, help="where the benchmark search writes (default: a temp dir)")
     d = sub.add_parser("disk", help="size of a finished run folder")
     d.add_argument("run_dir")
-    o = sub.add_parser("overhead", help="where a finished search's wall time went")
-    o.add_argument("run_dir")
+    o = sub.add_parser("overhead", help="where finished searches' wall time went (per trial, per run, median)")
+    o.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     t = sub.add_parser("throughput", help="our ResNet-50 vs keras.applications.ResNet50")
     t.add_argument("--batch", type=int, default=32)
     t.add_argument("--steps", type=int, default=10)
@@ -358,8 +392,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     e.add_argument("--jit", choices=["off", "on"], action="append", help="repeatable (default: off and on)")
     for sp in (m, d, o, t, e):
         sp.add_argument("--out", help="write the figures as JSON here")
-    args = p.parse_args(argv)
+    return p
 
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":
         from .runtime import import_tensorflow
 
@@ -371,7 +408,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.what == "disk":
         figures = bench_disk(pathlib.Path(args.run_dir))
     elif args.what == "overhead":
-        figures = bench_overhead(pathlib.Path(args.run_dir))
+        try:
+            figures = bench_overheads([pathlib.Path(d) for d in args.run_dirs])
+        except UsageError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     elif args.what == "throughput":
         figures = bench_throughput(args.batch, args.steps, args.image_size, args.jit, args.repeats,
                                    args.precision, args.with_v1)

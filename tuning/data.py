@@ -15,6 +15,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .errors import DataError
+
 KERAS_DATASETS = {
     # name: (files to place, where, from)
     "cifar10": ("cifar-10-batches-py-target_archive", "datasets",
@@ -33,10 +35,6 @@ CLASS_NAMES = {
 }
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 BUILTIN = ("digits", *KERAS_DATASETS)
-
-
-class DataError(ValueError):
-    """The data cannot be read; the message says what to do."""
 
 
 @dataclasses.dataclass

@@ -18,9 +18,14 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
-from .processes import CHILD_ENV, RECYCLE_EXIT, ChildProcess, child_env, interrupt_all, python_module
+from .config import SearchConfig
+from .engine.trial_process import MODULE, command_args
+from .errors import UsageError
+from .outcome import RECYCLE_EXIT
+from .processes import ChildProcess, child_env, interrupt_all, python_module
+from .store import RunFolder
 
 MAX_RESTARTS = 3
 
@@ -52,38 +57,34 @@ def visible_gpus(gpus: str | None) -> list[str]:
     return []
 
 
-def _named(name: str, cmd: list[str], env: dict, out: Callable[[str], None]) -> ChildProcess:
+def _named(name: str, cmd: list[str], env: dict, out: Callable[[str], None], lock_fd: int) -> ChildProcess:
     """A chief or worker whose output (stderr too) is printed prefixed with its name."""
-    return ChildProcess(cmd, env, lambda line: out(f"[{name}] {line.rstrip()}"), name=name)
+    return ChildProcess(cmd, env, lambda line: out(f"[{name}] {line.rstrip()}"), name=name, pass_fds=(lock_fd,))
 
 
-def _strip(argv: Sequence[str], flags: dict[str, bool]) -> list[str]:
-    """`argv` without the launcher's own flags (flag -> takes a value)."""
-    out, skip = [], False
-    for a in argv:
-        if skip:
-            skip = False
-            continue
-        name = a.split("=", 1)[0]
-        if name in flags:
-            skip = flags[name] and "=" not in a
-            continue
-        out.append(a)
-    return out
+def launch_from_cli(config: SearchConfig, workers: int, out: Callable[[str], None] = print) -> int:
+    """``--workers N``: check, lock the run folder, write its config, and run chief and workers."""
+    if workers < 1:
+        raise UsageError(f"--workers {workers} is invalid: give at least 1 (or leave it out)")
+    if "KERASTUNER_TUNER_ID" in os.environ:
+        raise UsageError("--workers starts its own chief and workers; unset KERASTUNER_TUNER_ID")
+    from .runtime import check_keras_tuner, require_gpus
+    from .search import owned_run
+
+    if config.gpus:
+        require_gpus(config.gpus, visible_gpus(None))
+    check_keras_tuner()
+    config, space = config.resolve()
+    with owned_run(config, space) as (folder, lock_fd, resuming):
+        return launch(folder, config, workers, out, lock_fd, resuming)
 
 
-def launch(argv: Sequence[str], workers: int, gpus: str | None, out: Callable[[str], None] = print,
-           recycle_mb: int = 150) -> int:
-    """Run the chief and `workers` workers of the search `argv`; return the chief's exit status."""
-    ip = os.environ.get("KERASTUNER_ORACLE_IP", "127.0.0.1")
-    port = int(os.environ.get("KERASTUNER_ORACLE_PORT") or free_port(ip))
-    env = child_env(KERASTUNER_ORACLE_IP=ip, KERASTUNER_ORACLE_PORT=str(port))
-    cmd = python_module("tuning.search", _strip(argv, {"--workers": True, "--gpus": True}))
-    devices = visible_gpus(gpus)
-    out(f"chief on {ip}:{port}, {workers} worker(s)"
-        + (f" on GPU(s) {', '.join(devices[i % len(devices)] for i in range(workers))}" if devices else " on CPU"))
+def _start_chief(folder: RunFolder, env: dict, out, lock_fd: int, resuming: bool) -> ChildProcess | int:
+    """The chief, once its oracle listens; or its exit status if it stopped first."""
+    ip, port = env["KERASTUNER_ORACLE_IP"], int(env["KERASTUNER_ORACLE_PORT"])
+    cmd = python_module(MODULE, command_args(folder.path, "chief", resuming=resuming))
     # The chief only keeps the books: keep it off the GPUs.
-    chief = _named("chief", cmd, {**env, "KERASTUNER_TUNER_ID": "chief", "CUDA_VISIBLE_DEVICES": ""}, out)
+    chief = _named("chief", cmd, {**env, "KERASTUNER_TUNER_ID": "chief", "CUDA_VISIBLE_DEVICES": ""}, out, lock_fd)
     deadline = time.time() + 600
     while not listening(ip, port):  # wait for the oracle (or for the chief to refuse bad input)
         if chief.poll() is not None:
@@ -94,29 +95,46 @@ def launch(argv: Sequence[str], workers: int, gpus: str | None, out: Callable[[s
             out("[launcher] the chief did not start its oracle within 10 minutes")
             return 1
         time.sleep(0.3)
-    pool = []
-    for i in range(workers):
-        wenv = {**env, "KERASTUNER_TUNER_ID": f"tuner{i}"}
-        if recycle_mb:  # each worker hands over to a fresh process as it grows, like a standalone search
-            wenv[CHILD_ENV] = str(recycle_mb)
-        if devices:
-            wenv["CUDA_VISIBLE_DEVICES"] = devices[i % len(devices)]
-        pool.append(_named(f"worker{i}", cmd, wenv, out))
+    return chief
+
+
+def _tend(chief: ChildProcess, pool: list[ChildProcess], out) -> None:
+    """Until the chief ends: start again a worker that handed over, or (a few times) one that died."""
+    while chief.poll() is None:
+        for w in pool:
+            rc = w.poll()
+            if rc == RECYCLE_EXIT:  # handed over to a fresh process after growing: not a failure
+                w.start()
+            elif rc is not None and rc != 0 and w.restarts < MAX_RESTARTS:
+                w.restarts += 1
+                out(f"[launcher] {w.name} exited with status {rc}; starting it again "
+                    f"({w.restarts}/{MAX_RESTARTS}): its trial is run again from its last completed epoch")
+                w.start()
+        if pool and all(w.poll() is not None and w.restarts >= MAX_RESTARTS and w.poll() != 0 for w in pool):
+            out("[launcher] every worker keeps failing; stopping the chief")
+            chief.proc.terminate()
+        time.sleep(0.5)
+
+
+def launch(folder: RunFolder, config: SearchConfig, workers: int, out: Callable[[str], None], lock_fd: int,
+           resuming: bool) -> int:
+    """Run the chief and `workers` workers of the search in `folder`; return the chief's exit status."""
+    ip = os.environ.get("KERASTUNER_ORACLE_IP", "127.0.0.1")
+    port = int(os.environ.get("KERASTUNER_ORACLE_PORT") or free_port(ip))
+    env = child_env(KERASTUNER_ORACLE_IP=ip, KERASTUNER_ORACLE_PORT=str(port))
+    devices = visible_gpus(config.gpus)
+    out(f"chief on {ip}:{port}, {workers} worker(s)"
+        + (f" on GPU(s) {', '.join(devices[i % len(devices)] for i in range(workers))}" if devices else " on CPU"))
+    chief = _start_chief(folder, env, out, lock_fd, resuming)
+    if isinstance(chief, int):
+        return chief
+    # Each worker hands over to a fresh process as it grows, like a standalone search's trial process.
+    cmd = python_module(MODULE, command_args(folder.path, "worker", handover=bool(config.recycle_mb)))
+    pool = [_named(f"worker{i}", cmd, {**env, "KERASTUNER_TUNER_ID": f"tuner{i}",
+                                         **({"CUDA_VISIBLE_DEVICES": devices[i % len(devices)]} if devices else {})},
+                   out, lock_fd) for i in range(workers)]
     try:
-        while chief.poll() is None:
-            for w in pool:
-                rc = w.poll()
-                if rc == RECYCLE_EXIT:  # handed over to a fresh process after growing: not a failure
-                    w.start()
-                elif rc is not None and rc != 0 and w.restarts < MAX_RESTARTS:
-                    w.restarts += 1
-                    out(f"[launcher] {w.name} exited with status {rc}; starting it again "
-                        f"({w.restarts}/{MAX_RESTARTS}): its trial is run again from its last completed epoch")
-                    w.start()
-            if pool and all(w.poll() is not None and w.restarts >= MAX_RESTARTS and w.poll() != 0 for w in pool):
-                out("[launcher] every worker keeps failing; stopping the chief")
-                chief.proc.terminate()
-            time.sleep(0.5)
+        _tend(chief, pool, out)
     except KeyboardInterrupt:  # Ctrl-C to every process (again until it stops), and wait for them to save
         interrupt_all([chief, *pool])
         raise

@@ -29,9 +29,10 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from .engine.restore import hypermodel_for, load_run_data, load_trial_model
 from .errors import UsageError
-from .runs import Run, hypermodel_for, load_run_data, load_trial_model, open_run
 from .runtime import versions, write_atomic, write_json
+from .store import Run, TrialRecord, open_run
 
 FORMATS = ("keras", "savedmodel", "tflite")
 DEFAULT_FORMATS = ("keras", "savedmodel")
@@ -92,12 +93,44 @@ def export(
             nothing is written.
     """
     run_dir = pathlib.Path(run_dir)
+    formats = _check_formats(formats)
+    run, trial_id, out = _open_trial(run_dir, trial, output, overwrite, retrain)
+    data = load_run_data(run, verbose)
+    hypermodel = hypermodel_for(run, data)
+    hp = hypermodel.hyperparameters(run.values(trial_id))
+    spec, cfg = hypermodel.resolve(hp)
+    test = data.arrays("test")
+    trained, before, expected, retrain_info = _trained_model(run, trial_id, hypermodel, hp, data, test, retrain, log)
+    from resnet import build_resnet
+
+    clean = build_resnet(spec, data.input_shape, data.num_classes, preprocessing=hypermodel.preprocessing())
+    clean.set_weights(trained.get_weights())
+
+    def card_for(test_acc: float, files: dict[str, str]) -> dict:
+        return _card(run, trial_id, run.records[trial_id], spec, cfg, data, test_acc, before, retrain_info, files,
+                     command)
+
+    test_acc, files, card = _write_export(out, clean, formats, test, expected, verbose, card_for)
+    log(f"exported trial {trial_id} to {out}: test_accuracy {test_acc:.4f}"
+        + (f" (before retraining {before:.4f})" if retrain and before is not None else "")
+        + f"; files: {', '.join(files.values())}, model_card.json, MODEL_CARD.md")
+    return ExportResult(out, card)
+
+
+def _check_formats(formats: Sequence[str]) -> tuple[str, ...]:
+    """The formats asked for, without repeats, with ``keras`` first if it was left out."""
     formats = tuple(dict.fromkeys(formats))
     bad = [f for f in formats if f not in FORMATS]
     if bad or not formats:
         raise UsageError(f"unknown format(s) {bad or formats}; choose from {', '.join(FORMATS)}")
     if "keras" not in formats:
         formats = ("keras", *formats)  # the card's accuracy is measured on the .keras file
+    return formats
+
+
+def _open_trial(run_dir: pathlib.Path, trial: str | None, output, overwrite: bool,
+                retrain: bool) -> tuple[Run, str, pathlib.Path]:
+    """(run, trial id, export folder), checked before anything is loaded or written."""
     run = open_run(run_dir)
     trial_id = trial or run.best_trial_id()
     if trial_id not in run.records:
@@ -107,60 +140,48 @@ def export(
     _check_output(out, overwrite)
     if not retrain and not run.checkpoint(trial_id).exists():
         raise UsageError(f"the checkpoint of trial {trial_id} is gone; export the best trial or pass --retrain")
+    return run, trial_id, out
 
-    data = load_run_data(run, verbose)
-    import keras
 
-    hypermodel = hypermodel_for(run, data)
-    rec = run.records[trial_id]
-    hp = hypermodel.hyperparameters(run.values(trial_id))
-    spec, cfg = hypermodel.resolve(hp)
-    x_test, y_test = data.arrays("test")
-
-    before = None
+def _trained_model(run: Run, trial_id: str, hypermodel, hp, data, test, retrain: bool, log):
+    """(model to export, test accuracy of the searched model or None, the test predictions the
+    export must reproduce or None, what retraining did or None). The searched model is scored
+    whenever its checkpoint exists; a retrained model has no predictions to reproduce."""
+    before = search_probs = searched = None
     if not retrain or run.checkpoint(trial_id).exists():
         searched = load_trial_model(run, trial_id, hypermodel)
-        before, search_probs = _accuracy(searched, x_test, y_test)
-    trained = searched if not retrain else None
-    retrain_info = None
-    if retrain:
-        epochs = int(run.info["max_epochs"])
-        log(f"retraining trial {trial_id} from scratch on train + validation for {epochs} epochs")
-        keras.utils.set_random_seed(int(run.info.get("seed", 0)))
-        t0 = time.perf_counter()
-        trained = hypermodel.build(hp)
-        hypermodel.fit(hp, trained, epochs=epochs, final=True)
-        retrain_info = {"epochs": epochs, "data": "train + validation",
-                        "images": int(len(data.arrays("train+validation")[1])),
-                        "seconds": round(time.perf_counter() - t0, 1)}
+        before, search_probs = _accuracy(searched, *test)
+    if not retrain:
+        return searched, before, search_probs, None
+    trained, retrain_info = _retrain(run, trial_id, hypermodel, hp, data, log)
+    return trained, before, None, retrain_info
 
-    from resnet import build_resnet
 
-    clean = build_resnet(spec, data.input_shape, data.num_classes, preprocessing=hypermodel.preprocessing())
-    clean.set_weights(trained.get_weights())
+def _retrain(run: Run, trial_id: str, hypermodel, hp, data, log) -> tuple[Any, dict[str, Any]]:
+    """Train the configuration from scratch on train + validation for the full budget."""
+    import keras
 
+    epochs = int(run.info["max_epochs"])
+    log(f"retraining trial {trial_id} from scratch on train + validation for {epochs} epochs")
+    keras.utils.set_random_seed(int(run.info.get("seed", 0)))
+    t0 = time.perf_counter()
+    trained = hypermodel.build(hp)
+    hypermodel.fit(hp, trained, epochs=epochs, final=True)
+    return trained, {"epochs": epochs, "data": "train + validation",
+                     "images": int(len(data.arrays("train+validation")[1])),
+                     "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def _write_export(out: pathlib.Path, clean, formats: Sequence[str], test, expected, verbose: bool,
+                  card_for) -> tuple[float, dict[str, str], dict]:
+    """Write the export into a temporary folder next to `out`, then swap it in (with
+    --overwrite, the old one goes only once the new one is complete). Returns (test accuracy
+    of the shipped model.keras, files, card)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        files = {}
-        keras_path = tmp / "model.keras"
-        clean.save(keras_path)
-        files["keras"] = "model.keras"
-        shipped = keras.saving.load_model(keras_path, safe_mode=True)
-        test_acc, probs = _accuracy(shipped, x_test, y_test)
-        if not retrain:
-            import numpy as np
-
-            if not np.allclose(probs, search_probs, atol=1e-5):
-                raise RuntimeError("the exported model does not predict like the searched one")
-        if "savedmodel" in formats:
-            with contextlib.redirect_stdout(sys.stderr if verbose else open(os.devnull, "w")):
-                clean.export(str(tmp / "savedmodel"), format="tf_saved_model", verbose=verbose)
-            files["savedmodel"] = "savedmodel/"
-        if "tflite" in formats:
-            _to_tflite(tmp / "savedmodel" if "savedmodel" in formats else None, clean, tmp / "model.tflite")
-            files["tflite"] = "model.tflite"
-        card = _card(run, trial_id, rec, spec, cfg, data, test_acc, before, retrain_info, files, command)
+        test_acc, files = _save_formats(tmp, clean, formats, test, expected, verbose)
+        card = card_for(test_acc, files)
         write_json(tmp / "model_card.json", card)
         write_atomic(tmp / "MODEL_CARD.md", _card_markdown(card))
         os.chmod(tmp, 0o755)
@@ -174,10 +195,34 @@ def export(
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    log(f"exported trial {trial_id} to {out}: test_accuracy {test_acc:.4f}"
-        + (f" (before retraining {before:.4f})" if retrain and before is not None else "")
-        + f"; files: {', '.join(files.values())}, model_card.json, MODEL_CARD.md")
-    return ExportResult(out, card)
+    return test_acc, files, card
+
+
+def _save_formats(folder: pathlib.Path, clean, formats: Sequence[str], test, expected,
+                  verbose: bool) -> tuple[float, dict[str, str]]:
+    """model.keras (scored after reloading it; it must predict the `expected` probabilities of
+    the searched model when given), then the other formats. Returns (test accuracy, files)."""
+    import keras
+
+    files = {}
+    keras_path = folder / "model.keras"
+    clean.save(keras_path)
+    files["keras"] = "model.keras"
+    shipped = keras.saving.load_model(keras_path, safe_mode=True)
+    test_acc, probs = _accuracy(shipped, *test)
+    if expected is not None:
+        import numpy as np
+
+        if not np.allclose(probs, expected, atol=1e-5):
+            raise RuntimeError("the exported model does not predict like the searched one")
+    if "savedmodel" in formats:
+        with contextlib.redirect_stdout(sys.stderr if verbose else open(os.devnull, "w")):
+            clean.export(str(folder / "savedmodel"), format="tf_saved_model", verbose=verbose)
+        files["savedmodel"] = "savedmodel/"
+    if "tflite" in formats:
+        _to_tflite(folder / "savedmodel" if "savedmodel" in formats else None, clean, folder / "model.tflite")
+        files["tflite"] = "model.tflite"
+    return test_acc, files
 
 
 def _to_tflite(saved_model: pathlib.Path | None, model, path: pathlib.Path) -> None:
@@ -196,7 +241,8 @@ def _to_tflite(saved_model: pathlib.Path | None, model, path: pathlib.Path) -> N
             path.write_bytes(converter.convert())
 
 
-def _card(run: Run, trial_id, rec, spec, cfg, data, test_acc, before, retrain_info, files, command) -> dict:
+def _card(run: Run, trial_id, rec: TrialRecord, spec, cfg, data, test_acc, before, retrain_info, files,
+          command) -> dict:
     h, w, c = data.input_shape
     card = {
         "name": run.name,
@@ -216,13 +262,13 @@ def _card(run: Run, trial_id, rec, spec, cfg, data, test_acc, before, retrain_in
         "architecture": {"depth": spec.depth, "layers": spec.num_layers, "stage_depths": list(spec.stage_depths),
                          "downsample_at": list(spec.downsample_at), "block": spec.block, "stem": spec.stem,
                          "preact": spec.preact, "shortcut": spec.shortcut},
-        "hyperparameters": rec.get("hyperparameters", {}),
+        "hyperparameters": rec.hyperparameters,
         "train_config": dataclasses.asdict(cfg),
-        "params": rec.get("params"),
-        "flops": rec.get("flops"),
-        "val_accuracy": rec.get("val_accuracy"),
+        "params": rec.params,
+        "flops": rec.flops,
+        "val_accuracy": rec.val_accuracy,
         "test_accuracy": test_acc,
-        "epochs_trained": rec.get("epochs") if retrain_info is None else retrain_info["epochs"],
+        "epochs_trained": rec.epochs if retrain_info is None else retrain_info["epochs"],
         "dataset": data.name,
         "split_seed": data.seed,
         "split": data.split,

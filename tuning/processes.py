@@ -15,9 +15,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-CHILD_ENV = "TUNING_TRIAL_PROCESS"   # set (to the MB limit) in a supervised trial process
-RECYCLE_EXIT = 75                     # a trial process's status for "continue in a fresh process"
-
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
     """Linux: the child is killed if its parent dies (kill -9 included), so it can never go on
@@ -40,14 +37,16 @@ class ChildProcess:
         on_error_line: called with each line of its stderr; None merges stderr into stdout.
         pass_fds: descriptors it inherits (the run's lock).
         name: what to call it in messages.
+        stdin: give it a pipe on its standard input (`send`) instead of this process's.
 
     The last 200 stderr lines are kept in `errors`. The child dies with this process.
     """
 
     def __init__(self, cmd: Sequence[str], env: dict, on_line: Callable[[str], None],
-                 on_error_line: Callable[[str], None] | None = None, pass_fds: Sequence[int] = (), name: str = ""):
+                 on_error_line: Callable[[str], None] | None = None, pass_fds: Sequence[int] = (), name: str = "",
+                 stdin: bool = False):
         self.cmd, self.env, self.on_line, self.on_error_line = list(cmd), env, on_line, on_error_line
-        self.name = name
+        self.name, self.stdin = name, stdin
         self.pass_fds = tuple(pass_fds)
         self.restarts = 0
         self.start()
@@ -57,6 +56,7 @@ class ChildProcess:
         self.errors: list[str] = []
         self.proc = subprocess.Popen(
             self.cmd, env=self.env, stdout=subprocess.PIPE, text=True, bufsize=1, pass_fds=self.pass_fds,
+            stdin=subprocess.PIPE if self.stdin else None,
             stderr=subprocess.PIPE if self.on_error_line else subprocess.STDOUT,
             preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
         self._pumps = [threading.Thread(target=self._pump_out, daemon=True)]
@@ -75,16 +75,39 @@ class ChildProcess:
             del self.errors[:-200]
             self.on_error_line(line.rstrip("\n"))
 
+    def send(self, line: str) -> bool:
+        """Write a line to its standard input (`stdin=True`); False if it is gone."""
+        try:
+            self.proc.stdin.write(line + "\n")
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError, ValueError):
+            return False
+        return True
+
+    def stop(self) -> None:
+        """Kill it (a child that holds nothing yet, such as a standby) and wait for it."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self.join_output(2)
+
     def poll(self) -> int | None:
         return self.proc.poll()
 
-    def wait(self) -> int:
+    def wait(self, every: Callable[[], None] | None = None) -> int:
         """Wait for it to exit and for its output to be passed on; its exit status.
 
-        On Ctrl-C here, Ctrl-C goes on to the child (again until it stops: see `interrupt`), its
-        last words are still passed on, and the KeyboardInterrupt is raised again.
+        `every`, if given, is called about every 0.2 s while it runs. On Ctrl-C here, Ctrl-C goes
+        on to the child (again until it stops: see `interrupt`), its last words are still passed
+        on, and the KeyboardInterrupt is raised again.
         """
         try:
+            while every is not None and self.proc.poll() is None:
+                every()
+                try:
+                    self.proc.wait(0.2)
+                except subprocess.TimeoutExpired:
+                    pass
             self.proc.wait()
         except KeyboardInterrupt:
             threading.Thread(target=self.interrupt, daemon=True).start()

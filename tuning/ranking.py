@@ -16,8 +16,11 @@ asks, or on the order trials were reloaded in. Checkpoint pruning, promotions, t
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .store import TrialRecord
 
 
 def rank_key(score: float | None, epochs: int | None, trial_id: str, completed: bool = True) -> tuple:
@@ -26,10 +29,9 @@ def rank_key(score: float | None, epochs: int | None, trial_id: str, completed: 
     return (not scored, -score if scored else 0.0, epochs if epochs is not None else math.inf, str(trial_id))
 
 
-def record_key(record: Mapping[str, Any]) -> tuple:
-    """`rank_key` of a trial record (``trials/<id>.json``)."""
-    return rank_key(record.get("val_accuracy"), record.get("epochs"), record.get("trial_id", ""),
-                    record.get("status", "COMPLETED") == "COMPLETED")
+def record_key(record: TrialRecord) -> tuple:
+    """`rank_key` of a `TrialRecord` (a record without a status counts as completed)."""
+    return rank_key(record.val_accuracy, record.epochs, record.trial_id, record.status in (None, "COMPLETED"))
 
 
 def trial_key(trial) -> tuple:
@@ -38,7 +40,7 @@ def trial_key(trial) -> tuple:
                     str(trial.status) == "COMPLETED")
 
 
-def best_record(records: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+def best_record(records: Iterable[TrialRecord]) -> TrialRecord | None:
     """The best completed record, or None when none completed with a score."""
     ranked = sorted(records, key=record_key)
     return ranked[0] if ranked and not record_key(ranked[0])[0] else None

@@ -23,8 +23,8 @@ from typing import Any
 
 from .errors import UsageError
 from .ranking import best_record
-from .runs import Run, open_run
 from .runtime import write_atomic
+from .store import Run, TrialRecord, leaderboard_rows, open_run
 
 SKIP_HPS = {"stem", "layers", "stage_depths"}  # shown elsewhere or derived
 TOP_ROWS = 10
@@ -32,23 +32,22 @@ TOP_ROWS = 10
 
 def configurations(run: Run) -> list[dict[str, Any]]:
     """One entry per configuration (a Hyperband lineage): its trials, score, cost, curve."""
-    by_run: dict[str, list[dict]] = {}
+    by_run: dict[str, list[TrialRecord]] = {}
     for rec in run.records.values():
-        by_run.setdefault(rec.get("run", rec["trial_id"]), []).append(rec)
+        by_run.setdefault(rec.run if rec.run is not None else rec.trial_id, []).append(rec)
     out = []
     for name, recs in sorted(by_run.items()):
-        recs.sort(key=lambda r: r.get("round", 0))
+        recs.sort(key=lambda r: r.round or 0)
         curve = []
         for r in recs:
-            vals = (r.get("history") or {}).get("val_accuracy", [])
-            start = r.get("initial_epoch", 0)
-            curve += [(start + i + 1, v) for i, v in enumerate(vals)]
-        scores = [r["val_accuracy"] for r in recs if r.get("val_accuracy") is not None]
+            vals = r.history.get("val_accuracy", [])
+            curve += [(r.initial_epoch + i + 1, v) for i, v in enumerate(vals)]
+        scores = [r.val_accuracy for r in recs if r.val_accuracy is not None]
         out.append({
             "run": name, "trials": recs, "score": max(scores) if scores else None, "curve": curve,
-            "params": recs[0].get("params"), "flops": recs[0].get("flops"), "bracket": recs[0].get("bracket", 0),
-            "rounds": [(r.get("round", 0), r.get("initial_epoch", 0)) for r in recs],
-            "hyperparameters": recs[0].get("hyperparameters", {}), "best": best_record(recs),
+            "params": recs[0].params, "flops": recs[0].flops, "bracket": recs[0].bracket or 0,
+            "rounds": [(r.round or 0, r.initial_epoch) for r in recs],
+            "hyperparameters": recs[0].hyperparameters, "best": best_record(recs),
         })
     return out
 
@@ -61,7 +60,7 @@ def best_configuration(configs: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 def lineage(config: dict[str, Any]) -> str:
     """A configuration's TensorBoard run and, when Hyperband promoted it, its trials in order."""
-    ids = [r["trial_id"] for r in config["trials"]]
+    ids = [r.trial_id for r in config["trials"]]
     return config["run"] if len(ids) < 2 else f"{config['run']} (trials {' > '.join(ids)})"
 
 
@@ -141,7 +140,7 @@ def plot_pareto(configs, path: pathlib.Path) -> None:
         best = best_configuration(scored)
         if best is not None:
             bi = scored.index(best)
-            ax.annotate(f"best: trial {best['best']['trial_id']}", pts[bi], textcoords="offset points",
+            ax.annotate(f"best: trial {best['best'].trial_id}", pts[bi], textcoords="offset points",
                         xytext=(-6, -14), ha="right", fontsize=8)
         ax.set_xscale("log")
         from matplotlib.ticker import EngFormatter, LogLocator, NullFormatter
@@ -238,7 +237,7 @@ def _fmt(v) -> str:
 def write_report(run_dir: str | os.PathLike, log=None) -> pathlib.Path:
     """Write ``<run_dir>/report/`` and return its path. Raises `UsageError` for a bad run folder."""
     run = open_run(run_dir)
-    out = run.run_dir / "report"
+    out = run.folder.report_dir
     out.mkdir(exist_ok=True)
     configs = configurations(run)
     title = f"{run.name}: validation accuracy of every configuration"
@@ -269,8 +268,7 @@ def _markdown(run: Run, configs, tuned) -> str:
         ("time in training", f"{s.get('fit_seconds', 0):.0f} s ({100 * (s.get('fit_share') or 0):.0f}%)"
          if s else ""),
         ("best trial", best.get("trial_id", run.best_trial_id())),
-        ("best validation accuracy", _fmt(best.get("val_accuracy") or max(r["val_accuracy"]
-                                                                        for r in run.completed()))),
+        ("best validation accuracy", _fmt(best.get("val_accuracy") or max(r.val_accuracy for r in run.completed()))),
         ("its test accuracy", _fmt(best.get("test_accuracy")) or "not evaluated yet"),
         ("its parameters / FLOPs", f"{_fmt(best.get('params'))} / {_fmt(best.get('flops'))}" if best else ""),
     ]
@@ -284,8 +282,6 @@ def _markdown(run: Run, configs, tuned) -> str:
               "## Accuracy against cost", "", "![pareto](pareto.png)", "",
               "## Hyperparameters against the score", "", "![hyperparameters](hyperparameters.png)", "",
               f"Tuned: {', '.join(tuned)}.", "", f"## Leaderboard (top {TOP_ROWS} of {len(run.records)} trials)", ""]
-    from .results import leaderboard_rows
-
     columns, table = leaderboard_rows(run.records.values())
     cols = [c for c in columns if c in ("trial_id", "run", "bracket", "round", "epochs", "val_accuracy", "params",
                                         "flops", "seconds")] + [c for c in tuned if c in columns][:8]

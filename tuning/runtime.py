@@ -49,7 +49,7 @@ def import_tensorflow(verbose: bool = False, gpus: str | None = None):
         os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
     ctx = contextlib.nullcontext() if verbose else _stderr_to_devnull()
     with ctx:
-        import tensorflow as tf
+        import tensorflow as tf  # noqa: I001 (TensorFlow first, then Keras on top of it)
         import keras  # noqa: F401
 
         if gpus is not None:  # before the runtime starts: visibility cannot change afterwards
@@ -97,6 +97,21 @@ def check_keras_tuner() -> None:
                          "internals; install it with: pip install 'keras-tuner>=1.4.7,<1.5'")
 
 
+def dtype_policy(precision: str, on_gpu: bool) -> str:
+    """The Keras dtype policy of a precision choice: ``auto`` is mixed float16 on a GPU and
+    float32 on a CPU; ``mixed`` is mixed float16 on a GPU and mixed bfloat16 on a CPU (float16
+    has no fast CPU kernels); ``bfloat16`` is mixed bfloat16; ``float32`` is float32."""
+    if precision == "auto":
+        return "mixed_float16" if on_gpu else "float32"
+    if precision == "mixed":
+        return "mixed_float16" if on_gpu else "mixed_bfloat16"
+    if precision == "bfloat16":
+        return "mixed_bfloat16"
+    if precision == "float32":
+        return "float32"
+    raise ValueError(f"precision={precision!r} is invalid: expected auto, float32, mixed or bfloat16")
+
+
 def setup_devices(precision: str = "auto", jit: bool | None = None) -> dict:
     """Memory growth on every GPU (so several workers can share one), the precision policy and
     XLA. ``auto`` means mixed precision and XLA on a GPU, float32 and no XLA on a CPU.
@@ -110,17 +125,7 @@ def setup_devices(precision: str = "auto", jit: bool | None = None) -> dict:
     for gpu in gpus:
         with contextlib.suppress(RuntimeError):  # already initialised: growth can no longer change
             tf.config.experimental.set_memory_growth(gpu, True)
-    if precision == "auto":
-        policy = "mixed_float16" if gpus else "float32"
-    elif precision == "mixed":
-        # float16 has no fast kernels on CPUs; bfloat16 is what mixed precision means there.
-        policy = "mixed_float16" if gpus else "mixed_bfloat16"
-    elif precision == "bfloat16":
-        policy = "mixed_bfloat16"
-    elif precision == "float32":
-        policy = "float32"
-    else:
-        raise ValueError(f"precision={precision!r} is invalid: expected auto, float32, mixed or bfloat16")
+    policy = dtype_policy(precision, bool(gpus))
     keras.mixed_precision.set_global_policy(policy)
     return {"gpus": [g.name for g in gpus], "policy": policy, "jit": bool(gpus) if jit is None else jit}
 

@@ -1,48 +1,68 @@
-"""Callbacks of a trial: epoch timer, resume checkpoint, timed best-epoch checkpoint."""
+"""Callbacks of a trial (epoch timer, resume checkpoint, timed best-epoch checkpoint) and the
+resume state they share."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pathlib
 import time
-from typing import Any
 
 import keras
 import keras_tuner as kt
 
 from ..runtime import write_json
+from ..store import TrialRecord
 from .checkpoints import save_variables
 from .kt_internals import SaveBestEpoch
+
+
+@dataclasses.dataclass
+class ResumeState:
+    """``resume.json`` of a running trial: what its next run needs to continue after its last
+    completed epoch. Shared by the resume checkpoint, the best-epoch checkpoint and the plateau
+    schedule of one trial."""
+
+    epoch: int | None = None       # the last completed epoch
+    weights: str | None = None     # its checkpoint, in the trial's folder
+    best: float | None = None      # the best objective value so far
+    plateau: dict | None = None    # ReduceLROnPlateau's counters: wait, best, cooldown
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ResumeState:
+        return cls(**{f.name: data.get(f.name) for f in dataclasses.fields(cls)})
 
 
 class EpochTimer(keras.callbacks.Callback):
     """Wall time of every epoch (the first includes tracing the training step) into `record`."""
 
-    def __init__(self, record: dict):
+    def __init__(self, record: TrialRecord):
         super().__init__()
         self.record = record
-
 
     def on_epoch_begin(self, epoch, logs=None):
         self._t0 = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-        self.record.setdefault("epoch_seconds", []).append(round(time.perf_counter() - self._t0, 3))
+        self.record.epoch_seconds.append(round(time.perf_counter() - self._t0, 3))
 
 
-def _add_checkpoint_time(record: dict, t0: float) -> None:
-    record["checkpoint_seconds"] = round(record.get("checkpoint_seconds", 0.0) + time.perf_counter() - t0, 3)
+def _add_checkpoint_time(record: TrialRecord | None, t0: float) -> None:
+    if record is not None:
+        record.checkpoint_seconds = round(record.checkpoint_seconds + time.perf_counter() - t0, 3)
 
 
 class ResumeCheckpoint(keras.callbacks.Callback):
     """After every epoch: weights + optimiser + random state, and the epoch and counters."""
 
-    def __init__(self, trial_dir: pathlib.Path, state: dict, objective: kt.Objective, record: dict):
+    def __init__(self, trial_dir: pathlib.Path, state: ResumeState, objective: kt.Objective, record: TrialRecord):
         super().__init__()
         self.trial_dir, self.state, self.objective = pathlib.Path(trial_dir), state, objective
         self.record = record
-
 
     def on_epoch_end(self, epoch, logs=None):
         t0 = time.perf_counter()
@@ -53,14 +73,13 @@ class ResumeCheckpoint(keras.callbacks.Callback):
         logs = logs or {}
         if self.objective.has_value(logs):
             value = self.objective.get_value(logs)
-            best = self.state.get("best")
-            if best is None or self.objective.better_than(value, best):
-                self.state["best"] = float(value)
+            if self.state.best is None or self.objective.better_than(value, self.state.best):
+                self.state.best = float(value)
         name = f"resume-{epoch}.npz"
         save_variables(self.model, self.trial_dir / name)
-        old = self.state.get("weights")
-        self.state.update({"epoch": epoch, "weights": name})
-        write_json(self.trial_dir / "resume.json", self.state)  # the switch to the new file is atomic
+        old = self.state.weights
+        self.state.epoch, self.state.weights = epoch, name
+        write_json(self.trial_dir / "resume.json", self.state.to_dict())  # the switch to the new file is atomic
         if old and old != name:
             (self.trial_dir / old).unlink(missing_ok=True)
 
@@ -72,7 +91,7 @@ class TimedSaveBestEpoch(SaveBestEpoch):
     checkpoint becomes a hard link to it instead of a second copy.
     """
 
-    def __init__(self, objective, filepath, record: dict, resume: dict | None = None):
+    def __init__(self, objective, filepath, record: TrialRecord | None, resume: ResumeState | None = None):
         super().__init__(objective, filepath)
         self.record, self.resume = record, resume  # `resume`: the ResumeCheckpoint's state
         self._epoch = None
@@ -88,10 +107,10 @@ class TimedSaveBestEpoch(SaveBestEpoch):
         _add_checkpoint_time(self.record, t0)
 
     def _link_resume_checkpoint(self) -> bool:
-        if self.resume is None or self.resume.get("epoch") != self._epoch:
+        if self.resume is None or self.resume.epoch != self._epoch:
             return False
         target = pathlib.Path(self.filepath)
-        source = target.parent / self.resume["weights"]  # both live in the trial's folder
+        source = target.parent / self.resume.weights  # both live in the trial's folder
         tmp = target.with_name(f".{target.name}.link")
         try:
             tmp.unlink(missing_ok=True)
@@ -108,13 +127,12 @@ def clear_resume(trial_dir: pathlib.Path) -> None:
         p.unlink(missing_ok=True)
 
 
-
-def read_resume(trial_dir: pathlib.Path) -> dict[str, Any] | None:
-    path = trial_dir / "resume.json"
+def read_resume(trial_dir: pathlib.Path) -> ResumeState | None:
+    """The trial's resume state, if it has a usable one."""
     try:
-        state = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+        state = ResumeState.from_dict(json.loads((trial_dir / "resume.json").read_text()))
+    except (OSError, json.JSONDecodeError, TypeError, AttributeError):
         return None
-    if not (trial_dir / state.get("weights", "")).is_file():
+    if state.epoch is None or not state.weights or not (trial_dir / state.weights).is_file():
         return None
     return state

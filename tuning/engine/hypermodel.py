@@ -11,6 +11,7 @@ from resnet import ResNetSpec, build_resnet
 from search_spaces import Sampler, Space, TrainConfig
 
 from ..data import Data
+from .callbacks import ResumeState
 
 
 def make_optimizer(cfg: TrainConfig) -> keras.optimizers.Optimizer:
@@ -74,20 +75,19 @@ def _build_state(model: keras.Model, input_shape, num_classes: int) -> None:
 class ResumablePlateau(keras.callbacks.ReduceLROnPlateau):
     """ReduceLROnPlateau whose counters live in `state`, so a resumed trial keeps them."""
 
-    def __init__(self, state: dict | None = None, **kwargs):
+    def __init__(self, state: ResumeState | None = None, **kwargs):
         super().__init__(**kwargs)
-        self.state = state if state is not None else {}
+        self.state = state if state is not None else ResumeState()
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
-        saved = self.state.get("plateau")
+        saved = self.state.plateau
         if saved:
             self.wait, self.best, self.cooldown_counter = saved["wait"], saved["best"], saved["cooldown"]
 
     def on_epoch_end(self, epoch, logs=None):
         super().on_epoch_end(epoch, logs)
-        self.state["plateau"] = {"wait": int(self.wait), "best": float(self.best),
-                                 "cooldown": int(self.cooldown_counter)}
+        self.state.plateau = {"wait": int(self.wait), "best": float(self.best), "cooldown": int(self.cooldown_counter)}
 
 
 class ResNetHyperModel(kt.HyperModel):
@@ -164,7 +164,7 @@ class ResNetHyperModel(kt.HyperModel):
 
     def fit(self, hp: kt.HyperParameters, model: keras.Model, *args, epochs: int = 1, initial_epoch: int = 0,
             callbacks=None, verbose=0, final: bool = False, batch_size: int | None = None,
-            resume_state: dict | None = None, **kwargs):
+            resume_state: ResumeState | None = None, **kwargs):
         """Train on the dataset's pipelines with the sampled batch size and schedule.
 
         `epochs` / `initial_epoch` come from Hyperband: a promoted configuration starts from its

@@ -23,15 +23,15 @@ import pathlib
 import time
 import zlib
 from collections.abc import Callable
-from typing import Any
 
 import keras
 import keras_tuner as kt
 
 from ..faults import FaultInjector, RoundScores, fault_for, score_step
 from ..runtime import write_json
+from ..store import TrialRecord
 from ..tensorboard_log import TrialLogger, tensorboard_callback, write_status
-from .callbacks import EpochTimer, ResumeCheckpoint, TimedSaveBestEpoch, clear_resume, read_resume
+from .callbacks import EpochTimer, ResumeCheckpoint, ResumeState, TimedSaveBestEpoch, clear_resume, read_resume
 from .checkpoints import CHECKPOINT_NAME, load_variables
 from .hypermodel import ResNetHyperModel
 from .kt_internals import TunerCallback
@@ -62,7 +62,7 @@ class ResNetTuner(kt.Hyperband):
         self.logdir = self.results_dir / "tensorboard"
         self.seed = seed
         self.on_trial_done = on_trial_done
-        self.records: dict[str, dict[str, Any]] = {}
+        self.records: dict[str, TrialRecord] = {}
         self.planned = oracle.planned_trials()  # a worker's oracle becomes a client that cannot say
         self._resume_weights: pathlib.Path | None = None
         kt.Tuner.__init__(self, oracle=oracle, hypermodel=hypermodel, directory=str(self.results_dir),
@@ -106,78 +106,86 @@ class ResNetTuner(kt.Hyperband):
             root = parent
 
     def run_trial(self, trial, *args, **kwargs):
-        hp = trial.hyperparameters
-        values = hp.values
-        sampler = self.hypermodel.sampler
-        spec, cfg, cost = sampler.resolve(values)
-        run = self.run_name(trial.trial_id)
-        parent = values.get("tuner/trial_id")
-        bracket, round_num = int(values.get("tuner/bracket", 0)), int(values.get("tuner/round", 0))
-        epochs, initial_epoch = int(values.get("tuner/epochs", 1)), int(values.get("tuner/initial_epoch", 0))
+        values = trial.hyperparameters.values
+        spec, cfg, cost = self.hypermodel.sampler.resolve(values)
+        record = self._new_record(trial, spec, cost)
         trial_dir = pathlib.Path(self.get_trial_dir(trial.trial_id))
         resume = read_resume(trial_dir)
-        record = {
-            "trial_id": trial.trial_id, "run": run, "parent": parent, "bracket": bracket, "round": round_num,
-            "initial_epoch": initial_epoch, "epochs": epochs,
-            "params": cost.params, "flops": cost.flops, "spec": spec.to_dict(),
-            "values": {k: v for k, v in values.items() if not k.startswith("tuner/")},  # keras-tuner's names
-            "hyperparameters": sampler.describe(values), "started": time.time(),
-        }
-        self.records[trial.trial_id] = record
-        state: dict[str, Any] = {}
+        state = resume or ResumeState()
         self._resume_weights = None
         if resume is not None:  # an interrupted trial: continue after its last completed epoch
-            state = resume
-            self._resume_weights = trial_dir / resume["weights"]
-            record["resumed_from_epoch"] = resume["epoch"] + 1
-            if resume["epoch"] + 1 >= epochs:  # killed after its last epoch, before it was recorded
-                return {"val_accuracy": resume["best"]}
-        start = initial_epoch if resume is None else resume["epoch"] + 1
-        self._seed_run(run)
-
+            self._resume_weights = trial_dir / resume.weights
+            record.resumed_from_epoch = resume.epoch + 1
+            if resume.epoch + 1 >= record.epochs:  # killed after its last epoch, before it was recorded
+                return {"val_accuracy": resume.best}
+        start = record.initial_epoch if resume is None else resume.epoch + 1
+        self._seed_run(record.run)
         checkpoint = TimedSaveBestEpoch(self.oracle.objective, self._get_checkpoint_fname(trial.trial_id), record,
                                         resume=state)
-        best_before = self.oracle.get_trial(parent).score if parent is not None else None
-        if resume is not None and resume.get("best") is not None:
-            checkpoint.best_value = resume["best"]
-            best_before = max(best_before or 0.0, resume["best"])
+        best_before = self.oracle.get_trial(record.parent).score if record.parent is not None else None
+        if resume is not None and resume.best is not None:
+            checkpoint.best_value = resume.best
+            best_before = max(best_before or 0.0, resume.best)
         fault = fault_for(trial.trial_id)
         base_callbacks = list(kwargs.pop("callbacks", []))
 
         def attempt(batch_size: int):
-            callbacks = [EpochTimer(record), *base_callbacks, tensorboard_callback(self.logdir / run),
-                         TrialLogger(self.logdir / run, run, {**record["hyperparameters"], "bracket": bracket},
-                                     cost.params, cost.flops, bracket, round_num,
-                                     first_round=parent is None and resume is None, best_so_far=best_before),
+            callbacks = [EpochTimer(record), *base_callbacks,
+                         *self._logging_callbacks(record, cost, resume, best_before),
                          ResumeCheckpoint(trial_dir, state, self.oracle.objective, record),
                          TunerCallback(self, trial), checkpoint]
             if fault:
                 callbacks.append(FaultInjector(fault, batch_size, cfg.batch_size))
             if score_step():  # first, so that every other callback sees the rounded score
                 callbacks.insert(0, RoundScores(score_step()))
-            return self._build_and_fit_model(trial, *args, callbacks=callbacks, epochs=epochs, initial_epoch=start,
-                                             batch_size=batch_size, resume_state=state, **kwargs)
+            return self._build_and_fit_model(trial, *args, callbacks=callbacks, epochs=record.epochs,
+                                             initial_epoch=start, batch_size=batch_size, resume_state=state, **kwargs)
 
+        history = self._fit_halving_on_oom(attempt, cfg.batch_size, record)
+        losses = history.history.get("loss", [])
+        if any(not math.isfinite(v) for v in losses) or len(losses) < record.epochs - start:
+            raise kt.errors.FailedTrialError(f"the loss became NaN in epoch {start + len(losses)} "
+                                             f"(learning rate {cfg.learning_rate:.3g}); stopped by TerminateOnNaN")
+        return history
+
+    def _new_record(self, trial, spec, cost) -> TrialRecord:
+        values = trial.hyperparameters.values
+        record = TrialRecord(
+            trial.trial_id, run=self.run_name(trial.trial_id), parent=values.get("tuner/trial_id"),
+            bracket=int(values.get("tuner/bracket", 0)), round=int(values.get("tuner/round", 0)),
+            initial_epoch=int(values.get("tuner/initial_epoch", 0)), epochs=int(values.get("tuner/epochs", 1)),
+            params=cost.params, flops=cost.flops, spec=spec.to_dict(),
+            values={k: v for k, v in values.items() if not k.startswith("tuner/")},  # keras-tuner's names
+            hyperparameters=self.hypermodel.sampler.describe(values), started=time.time())
+        self.records[trial.trial_id] = record
+        return record
+
+    def _logging_callbacks(self, record: TrialRecord, cost, resume, best_before) -> list:
+        """The configuration's TensorBoard run: Keras' scalars and our HParams/status logger."""
+        logdir = self.logdir / record.run
+        return [tensorboard_callback(logdir),
+                TrialLogger(logdir, record.run, {**record.hyperparameters, "bracket": record.bracket}, cost.params,
+                            cost.flops, record.bracket, record.round,
+                            first_round=record.parent is None and resume is None, best_so_far=best_before)]
+
+    @staticmethod
+    def _fit_halving_on_oom(attempt, batch_size: int, record: TrialRecord):
+        """`attempt(batch_size)`; out of memory: once more at half the batch size."""
         import tensorflow as tf
 
         try:
             try:
-                history = attempt(cfg.batch_size)
+                return attempt(batch_size)
             except tf.errors.ResourceExhaustedError:
-                if cfg.batch_size < 2:
+                if batch_size < 2:
                     raise
-                record["oom_retry_batch_size"] = cfg.batch_size // 2
+                record.oom_retry_batch_size = batch_size // 2
                 keras.backend.clear_session()
-                history = attempt(cfg.batch_size // 2)
+                return attempt(batch_size // 2)
         except tf.errors.ResourceExhaustedError as e:
             raise kt.errors.FailedTrialError(
-                f"out of memory at batch size {cfg.batch_size} and again at {cfg.batch_size // 2}: "
+                f"out of memory at batch size {batch_size} and again at {batch_size // 2}: "
                 f"{str(e.message).splitlines()[0][:120]}") from None
-        losses = history.history.get("loss", [])
-        if any(not math.isfinite(v) for v in losses) or len(losses) < epochs - start:
-            raise kt.errors.FailedTrialError(f"the loss became NaN in epoch {start + len(losses)} "
-                                             f"(learning rate {cfg.learning_rate:.3g}); stopped by TerminateOnNaN")
-        return history
 
     def _seed_run(self, run: str) -> None:
         """Same configuration, same initial weights, whatever order the trials run in."""
@@ -193,7 +201,7 @@ class ResNetTuner(kt.Hyperband):
         self._seed_run(self.run_name(trial.trial_id))
         self._resume_weights = None
         model = kt.Tuner._build_hypermodel(self, hp)  # no parent: from scratch
-        save = TimedSaveBestEpoch(self.oracle.objective, self._get_checkpoint_fname(trial.trial_id), {})
+        save = TimedSaveBestEpoch(self.oracle.objective, self._get_checkpoint_fname(trial.trial_id), None)
         self.hypermodel.fit(hp, model, epochs=int(hp.values.get("tuner/epochs", 1)), initial_epoch=0, callbacks=[save])
         best = save.best_value
         return float(best) if best is not None and math.isfinite(best) else None
@@ -228,17 +236,17 @@ class ResNetTuner(kt.Hyperband):
     def _build_and_fit_model(self, trial, *args, **kwargs):
         record = self.records[trial.trial_id]
         self._build_seconds = 0.0
-        before0 = record.get("checkpoint_seconds", 0.0)
+        before0 = record.checkpoint_seconds
         t0 = time.perf_counter()
         try:
             results = super()._build_and_fit_model(trial, *args, **kwargs)
         finally:
-            record["build_seconds"] = round(record.get("build_seconds", 0.0) + self._build_seconds, 3)
+            record.build_seconds = round(record.build_seconds + self._build_seconds, 3)
             # Training and validation only: checkpoint writes during fit are overhead.
-            record["fit_seconds"] = round(record.get("fit_seconds", 0.0) + time.perf_counter() - t0
-                                          - self._build_seconds - (record.get("checkpoint_seconds", 0.0) - before0), 3)
+            record.fit_seconds = round(record.fit_seconds + time.perf_counter() - t0 - self._build_seconds
+                                       - (record.checkpoint_seconds - before0), 3)
         history = getattr(results, "history", {})
-        record["history"] = {k: [float(x) for x in v] for k, v in history.items()}
+        record.history = {k: [float(x) for x in v] for k, v in history.items()}
         return results
 
     def on_trial_end(self, trial):
@@ -248,19 +256,17 @@ class ResNetTuner(kt.Hyperband):
             self._after_trial(trial)
 
     def _after_trial(self, trial):
-        record = self.records.setdefault(trial.trial_id, {"trial_id": trial.trial_id})
-        record["seconds"] = round(time.time() - record.get("started", time.time()), 3)
+        record = self.records.setdefault(trial.trial_id, TrialRecord(trial.trial_id))
+        record.seconds = round(time.time() - (record.started or time.time()), 3)
         ended = self.oracle.get_trial(trial.trial_id)  # the oracle's view: a worker's own copy has no score
-        record["status"] = ended.status
-        record["val_accuracy"] = ended.score
-        record["best_step"] = ended.best_step
+        record.status, record.val_accuracy, record.best_step = ended.status, ended.score, ended.best_step
         trial_dir = pathlib.Path(self.get_trial_dir(trial.trial_id))
         if trial.status in ("COMPLETED", "FAILED", "INVALID"):
             clear_resume(trial_dir)
         if trial.message and trial.status != "COMPLETED":
-            record["error"] = last_line(trial.message)
-            if "run" in record:
-                write_status(self.logdir / record["run"], f"trial {trial.trial_id} {trial.status}: {record['error']}")
+            record.error = last_line(trial.message)
+            if record.run:
+                write_status(self.logdir / record.run, f"trial {trial.trial_id} {trial.status}: {record.error}")
         if self.on_trial_done:
             self.on_trial_done(self, trial, record)
 

@@ -1,0 +1,153 @@
+"""The command line of ``python -m tuning.search``: options -> `SearchConfig` -> `run_search`,
+or the chief/worker launcher with ``--workers``. Every default comes from `SearchConfig`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+from collections.abc import Sequence
+
+from .config import PRECISIONS, STRATEGIES, SearchConfig, default
+from .errors import SearchError, SystematicFailure
+
+
+def _image_size(text: str) -> tuple[int, int]:
+    try:
+        parts = [int(p) for p in text.lower().replace("x", ",").split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size; give N or HxW, e.g. 32 or 64x48") from None
+    if len(parts) == 1:
+        parts *= 2
+    if len(parts) != 2 or min(parts) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size; give N or HxW, e.g. 32 or 64x48")
+    return parts[0], parts[1]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line and exit 2, as for every other bad input
+        self.exit(2, f"error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="python -m tuning.search",
+        description="Hyperband search over ResNet architectures and their training settings. Every trial is "
+                    "logged to TensorBoard; results go to <results-dir>/<name>/. Without --overwrite an "
+                    "existing run of the same name resumes where it stopped.",
+    )
+    p.add_argument("--space", default=default("space"), help="named space (see --list-spaces) or path of a .toml "
+                   f"space file (default: {default('space')})")
+    p.add_argument("--list-spaces", action="store_true", help="list the named spaces and exit")
+    p.add_argument("--dataset", help="digits, cifar10, cifar100, mnist, fashion_mnist, or a folder of class "
+                   "subfolders of images (default: the space's)")
+    p.add_argument("--image-size", type=_image_size, metavar="N|HxW",
+                   help="size the network sees; images are resized inside the model (default: the space's, or "
+                        "the dataset's own)")
+    p.add_argument("--skip-bad-images", action="store_true",
+                   help="leave out unreadable images of a dataset folder instead of stopping")
+    p.add_argument("--max-epochs", type=int, help="Hyperband: most epochs any configuration trains "
+                   "(default: the space's)")
+    p.add_argument("--factor", type=int, help="Hyperband: keep 1/factor of the configurations each round "
+                   "(>= 2; default: the space's)")
+    p.add_argument("--iterations", type=int, help="Hyperband: how many times to run all brackets "
+                   "(default: the space's)")
+    p.add_argument("--results-dir", default=default("results_dir"), help="parent folder of the run "
+                   f"(default: {default('results_dir')})")
+    p.add_argument("--name", help="run folder name (default: <space>-<dataset>)")
+    p.add_argument("--seed", type=int, default=default("seed"), help="seeds the data split, the sequence of "
+                   f"trials and the initial weights (default: {default('seed')})")
+    p.add_argument("--overwrite", action="store_true", help="delete an existing run of this name and start "
+                   "afresh (default: resume it)")
+    p.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up log and keras-tuner's output")
+    _device_options(p.add_argument_group("devices and scale-out"))
+    return p
+
+
+def _device_options(g) -> None:
+    g.add_argument("--precision", choices=PRECISIONS, default=default("precision"),
+                   help="auto (default): mixed float16 on a GPU, float32 on a CPU; mixed: mixed_float16 on a GPU, "
+                        "mixed_bfloat16 on a CPU; bfloat16; float32. The output layer stays float32")
+    g.add_argument("--jit", action=argparse.BooleanOptionalAction, default=default("jit"),
+                   help="XLA-compile the training step (default: on a GPU, off on a CPU)")
+    g.add_argument("--gpus", metavar="0,1", help="GPU indices to use (default: all visible)")
+    g.add_argument("--strategy", choices=STRATEGIES, help="mirrored: train every trial on all visible GPUs "
+                   "(tf.distribute.MirroredStrategy); batch sizes are then per replica")
+    g.add_argument("--recycle-mb", type=int, default=default("recycle_mb"), metavar="MB",
+                   help="TensorFlow keeps ~10 MB for every model a process trains: trials run in a child process "
+                        f"that hands over to a fresh one when it has grown by this much (default "
+                        f"{default('recycle_mb')}; 0: run every trial in this process)")
+    g.add_argument("--workers", type=int, metavar="N", help="run keras-tuner's chief and N workers on this host "
+                   "(one GPU each where there are GPUs) and gather their output")
+
+
+def config_from_args(args: argparse.Namespace) -> SearchConfig:
+    """The `SearchConfig` of parsed command-line options."""
+    import dataclasses
+
+    return SearchConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(SearchConfig)})
+
+
+def keras_tuner_role() -> str:
+    """``standalone``; or ``chief`` / ``worker`` for a search started by hand on several hosts
+    with keras-tuner's variables (``KERASTUNER_TUNER_ID``, ``KERASTUNER_ORACLE_IP``/``_PORT``)."""
+    if "KERASTUNER_ORACLE_IP" not in os.environ:
+        return "standalone"
+    return "chief" if os.environ.get("KERASTUNER_TUNER_ID") == "chief" else "worker"
+
+
+def _list_spaces() -> int:
+    from search_spaces import SpaceError, list_spaces
+
+    try:
+        rows = list_spaces()
+    except SpaceError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    width = max(len(n) for n, _ in rows)
+    for n, desc in rows:
+        print(f"{n.ljust(width)}  {desc}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.list_spaces:
+        return _list_spaces()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        config = config_from_args(args)
+        if args.workers is not None:
+            from .distributed import launch_from_cli
+
+            return launch_from_cli(config, args.workers, out=lambda line: print(line, flush=True))
+        from .search import run_search
+
+        run_search(config, role=keras_tuner_role())
+    except KeyboardInterrupt:
+        cmd = " ".join(shlex.quote(a) for a in ["python", "-m", "tuning.search", *argv] if a != "--overwrite")
+        print(f"resume with: {cmd}", file=sys.stderr)
+        return 130
+    except ValueError as e:  # UsageError, SpaceError, DataError
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except SystematicFailure as e:
+        print(f"error: search stopped: {e}. Fix the cause, then run the same command again: the search goes on, "
+              "and these failures no longer count", file=sys.stderr)
+        return 1
+    except Exception as e:
+        if not isinstance(e, SearchError):  # outside the search's own handling (say, in the Python it runs on)
+            import traceback
+
+            e = SearchError(f"unexpected {type(e).__name__}: {e}; run the same command again to resume, with "
+                            "--verbose to see the traceback", traceback.format_exc())
+        if args.verbose and e.details:
+            print(e.details.rstrip(), file=sys.stderr)
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""`SearchConfig`: every option of a search, validated once, with one definition of each default.
+
+The command line (`tuning.cli`) takes its defaults from the fields below; a Python caller
+passes the same names to `tuning.run_search`. A search writes its resolved config to
+``run.json``, and every trial process, chief and worker reads it back from there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+from typing import Any
+
+from .errors import UsageError
+
+PRECISIONS = ("auto", "float32", "mixed", "bfloat16")
+STRATEGIES = ("mirrored",)
+# What a run is: a resumed run must match these (the other options may change between sessions).
+RUN_KEYS = ("space", "dataset", "seed", "max_epochs", "factor", "iterations", "image_size")
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchConfig:
+    """The options of one search (see ``python -m tuning.search --help`` for each).
+
+    `None` for `dataset`, `max_epochs`, `factor`, `iterations` and `image_size` means "the
+    space's"; `resolve()` fills them in.
+    """
+
+    space: str = "small"                     # a named space or the path of a .toml file
+    dataset: str | None = None
+    max_epochs: int | None = None
+    factor: int | None = None
+    iterations: int | None = None
+    image_size: tuple[int, int] | None = None
+    results_dir: str = "results"
+    name: str | None = None                  # default: <space>-<dataset>
+    seed: int = 0
+    overwrite: bool = False
+    verbose: bool = False
+    skip_bad_images: bool = False
+    precision: str = "auto"
+    jit: bool | None = None                  # default: on a GPU only
+    gpus: str | None = None                  # e.g. "0,1"; default: all visible
+    strategy: str | None = None              # "mirrored" or None
+    recycle_mb: int = 150                    # 0: every trial in the calling process
+
+    # ----- validation and defaults -----------------------------------------------------------
+    def validate(self) -> SearchConfig:
+        """Check every value; UsageError naming the option, the value and what is allowed."""
+        for key, minimum in (("max_epochs", 1), ("factor", 2), ("iterations", 1), ("seed", 0),
+                             ("recycle_mb", 0)):
+            _check_int(key, getattr(self, key), minimum)
+        if self.precision not in PRECISIONS:
+            raise UsageError(f"precision = {self.precision!r} is invalid: choose from {', '.join(PRECISIONS)}")
+        if self.strategy not in (None, *STRATEGIES):
+            raise UsageError(f"strategy = {self.strategy!r} is invalid: choose mirrored (or leave it out)")
+        if self.gpus is not None and not all(g.strip().isdigit() for g in str(self.gpus).split(",")):
+            raise UsageError(f"gpus = {self.gpus!r} is invalid: give GPU indices such as 0 or 0,1")
+        if self.name is not None and (not self.name or "/" in self.name or self.name in (".", "..")):
+            raise UsageError(f"name = {self.name!r} is invalid: give a plain folder name")
+        return self
+
+    def resolve(self):
+        """This config with the space's defaults filled in, checked; and the loaded space.
+
+        Returns:
+            (config, space): `space` is the `search_spaces.Space`.
+        """
+        from search_spaces import load_space
+
+        cfg = dataclasses.replace(self, space=str(self.space), image_size=_image_size(self.image_size),
+                                  results_dir=str(self.results_dir),
+                                  strategy=None if self.strategy == "none" else self.strategy).validate()
+        sp = load_space(cfg.space)
+        dataset = cfg.dataset or sp.dataset
+        if not dataset:
+            raise UsageError(f"space {sp.name!r} has no default dataset; give one with --dataset (a keras dataset "
+                             "name or a folder of class subfolders of images)")
+        cfg = dataclasses.replace(
+            cfg, dataset=dataset, image_size=cfg.image_size or _image_size(sp.image_size),
+            max_epochs=cfg.max_epochs or sp.max_epochs, factor=cfg.factor or sp.factor,
+            iterations=cfg.iterations or sp.iterations, name=cfg.name or f"{sp.name}-{_slug(dataset)}")
+        return cfg.validate(), sp
+
+    # ----- where it lives ----------------------------------------------------------------------
+    @property
+    def run_dir(self) -> pathlib.Path:
+        if self.name is None:
+            raise ValueError("resolve() the config first: the run's name comes from its space and dataset")
+        return pathlib.Path(self.results_dir) / self.name
+
+    def identity(self, space_name: str) -> dict[str, Any]:
+        """The values a resumed run must match (RUN_KEYS), as written to run.json."""
+        ident = {k: getattr(self, k) for k in RUN_KEYS}
+        ident["space"] = space_name
+        ident["image_size"] = list(self.image_size) if self.image_size else None
+        return ident
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["image_size"] = list(self.image_size) if self.image_size else None
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SearchConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names}).replace(
+            image_size=_image_size(data.get("image_size")))
+
+    def replace(self, **changes) -> SearchConfig:
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise TypeError(f"unknown search option(s): {', '.join(sorted(unknown))}")
+        return dataclasses.replace(self, **changes)
+
+
+def default(name: str) -> Any:
+    """The default of one option (for the command line's help and defaults)."""
+    return next(f.default for f in dataclasses.fields(SearchConfig) if f.name == name)
+
+
+def _check_int(name: str, value, minimum: int) -> None:
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < minimum):
+        raise UsageError(f"{name} = {value!r} is invalid: it must be an integer >= {minimum}")
+
+
+def _image_size(size) -> tuple[int, int] | None:
+    if size is None:
+        return None
+    if isinstance(size, int) and not isinstance(size, bool):
+        size = (size, size)
+    try:
+        ok = len(size) == 2 and all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in size)
+    except TypeError:
+        ok = False
+    if not ok:
+        raise UsageError(f"image_size = {size!r} is invalid: give a positive size or (height, width)")
+    return tuple(size)
+
+
+def _slug(dataset: str) -> str:
+    p = pathlib.Path(dataset)
+    return p.name or p.resolve().name if (os.sep in dataset or p.exists()) else dataset

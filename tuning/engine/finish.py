@@ -1,0 +1,132 @@
+"""The end of a search: the best trial's test accuracy, summary.json, leaderboard, report."""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import shlex
+import time
+from typing import Any
+
+from ..errors import SystematicFailure
+from ..store import RunFolder, leaderboard_rows
+
+
+@dataclasses.dataclass
+class SearchResult:
+    """What a search produced. `best` and `summary` are the contents of best.json / summary.json."""
+
+    name: str
+    run_dir: pathlib.Path
+    best: dict[str, Any]
+    summary: dict[str, Any]
+    leaderboard: list[dict[str, Any]]
+    tensorboard_command: str
+
+
+def fmt_time(seconds: float) -> str:
+    seconds = int(round(max(0.0, seconds)))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def tensorboard_command(run_dir: pathlib.Path) -> str:
+    return f"tensorboard --logdir {shlex.quote(str(run_dir / 'tensorboard'))}"
+
+
+def result_from_disk(folder: RunFolder) -> SearchResult:
+    """The result of a finished search, read back from its folder (as a supervisor does)."""
+    _, rows = leaderboard_rows(folder.records().values())
+    return SearchResult(folder.name, folder.path, folder.read("best.json", strict=True),
+                        folder.read("summary.json", strict=True), rows, tensorboard_command(folder.path))
+
+
+def finish_run(ctx, tuner, replicas: int) -> SearchResult:
+    """best.json, summary.json, the leaderboard and the report of a search whose trials are done."""
+    folder, log = ctx.folder, ctx.log
+    records = folder.records()
+    best_trials = tuner.oracle.get_best_trials(1)
+    if not best_trials or best_trials[0].status != "COMPLETED" or best_trials[0].score is None:
+        raise SystematicFailure(f"no trial completed: all {len(records)} failed (their reasons are in "
+                                f"{folder.path / 'leaderboard.md'})")
+    best = best_trial(tuner, best_trials[0], records, ctx.data, folder, log)
+    ctx.sessions.save()
+    summary = _summary(ctx, tuner, records, best, replicas)
+    folder.write("summary.json", summary)
+    folder.write_leaderboard(records.values())
+    try:
+        from ..report import write_report
+
+        write_report(folder.path)
+    except Exception as e:  # the search's results stand without the plots
+        log(f"warning: the report could not be written ({type(e).__name__}: {e}); "
+            f"try python -m tuning.report {folder.path}")
+    tb_cmd = tensorboard_command(folder.path)
+    log(f"best: trial {best['trial_id']} val_accuracy {best['val_accuracy']:.4f} test_accuracy "
+        f"{best['test_accuracy']:.4f} ({best['params']:,} parameters); {len(records)} trials in "
+        f"{fmt_time(summary['wall_seconds'])} ({100 * summary['fit_share']:.0f}% of it training)")
+    log(f"results: {folder.path}/leaderboard.md, best.json, summary.json, report/report.md")
+    log(f"view the trials: {tb_cmd}")
+    _, rows = leaderboard_rows(records.values())
+    return SearchResult(folder.name, folder.path, best, summary, rows, tb_cmd)
+
+
+def _summary(ctx, tuner, records, best: dict, replicas: int) -> dict[str, Any]:
+    from ..runtime import versions
+
+    cfg, data = ctx.config, ctx.data
+    fit_seconds = sum(r.fit_seconds for r in records.values()) + best.get("test_eval_seconds", 0.0)
+    wall = ctx.sessions.previous_wall + ctx.sessions.current["wall_seconds"]
+    return {
+        "name": cfg.name, "space": ctx.space.name, "dataset": data.name, "seed": cfg.seed,
+        "trials": len(records), "planned_trials": len(tuner.planned),
+        "completed_trials": sum(r.status == "COMPLETED" for r in records.values()),
+        "rejected_draws": tuner.oracle.rejected,
+        "wall_seconds": round(wall, 1), "fit_seconds": round(fit_seconds, 1),
+        "fit_share": round(fit_seconds / wall, 3) if wall else None,
+        "best_trial": best["trial_id"], "best_val_accuracy": best["val_accuracy"],
+        "best_test_accuracy": best["test_accuracy"],
+        "hyperband": {"max_epochs": cfg.max_epochs, "factor": cfg.factor, "iterations": cfg.iterations},
+        "devices": ctx.devices, "replicas": replicas,
+        "sizes": data.sizes(), "input_shape": list(data.input_shape), "versions": versions(),
+    }
+
+
+def best_trial(tuner, trial, records, data, folder: RunFolder, log) -> dict[str, Any]:
+    """best.json's content; the test split is evaluated once per best trial and then reused.
+
+    If the best trial's checkpoint is missing (deleted by hand, or by a version of this package
+    that could delete it), its configuration is trained again from scratch for its epochs to
+    recreate it, and best.json says so.
+    """
+    old = folder.read("best.json") or {}
+    checkpoint = folder.checkpoint(trial.trial_id)
+    if old.get("trial_id") == trial.trial_id and old.get("test_accuracy") is not None and checkpoint.exists():
+        return old
+    t0 = time.perf_counter()
+    values = trial.hyperparameters.values
+    recreated = None
+    if not checkpoint.exists():
+        epochs = int(values.get("tuner/epochs", 1))
+        log(f"note: the checkpoint of the best trial {trial.trial_id} is missing; training its configuration again "
+            f"from scratch for {epochs} epochs to recreate it")
+        recreated = {"reason": "checkpoint missing", "epochs": epochs,
+                     "val_accuracy": tuner.recreate_checkpoint(trial)}
+    model = tuner.load_model(trial)  # the trial's own best-epoch checkpoint
+    sampler = tuner.hypermodel.sampler
+    _, cfg, _ = sampler.resolve(values)
+    loss, acc = model.evaluate(data.pipeline("test", 256), verbose=0)
+    rec = records.get(trial.trial_id)
+    best = {
+        "trial_id": trial.trial_id, "run": rec and rec.run, "val_accuracy": trial.score,
+        "test_accuracy": float(acc), "test_loss": float(loss), "epochs": rec and rec.epochs,
+        "params": rec and rec.params, "flops": rec and rec.flops,
+        "hyperparameters": (rec and rec.hyperparameters) or sampler.describe(values),
+        "spec": (rec and rec.spec) or sampler.spec(values).to_dict(),
+        "train_config": dataclasses.asdict(cfg),
+        "checkpoint": str(checkpoint.relative_to(folder.path)),
+        "test_eval_seconds": round(time.perf_counter() - t0, 3),
+    }
+    if recreated:
+        best["recreated"] = recreated  # the weights evaluated (and exported) are the retrained ones
+    folder.write("best.json", best)
+    return best

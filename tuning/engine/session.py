@@ -1,0 +1,244 @@
+"""One process's part of a search: load the data, run trials with keras-tuner, and (unless a
+worker) finish the run: best trial, summary, leaderboard, report.
+
+A process runs as ``standalone`` (the whole search), ``chief`` (keras-tuner's oracle server:
+it trains nothing) or ``worker`` (asks the chief for trials). It may be a trial process of a
+supervising search, which it then hands over to a fresh one when its memory has grown by
+``config.recycle_mb`` (`handover`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import signal
+import time
+from collections.abc import Callable
+
+from ..config import SearchConfig
+from ..errors import Recycled
+from ..store import RunFolder, TrialRecord
+from .finish import SearchResult, finish_run, fmt_time
+
+ROLES = ("standalone", "chief", "worker")
+
+
+class _Recycle(Exception):
+    """Raised after a trial is saved, when the trial process has grown too much."""
+
+
+class Sessions:
+    """``state.json``: the wall time of every session of a run (a resumed run adds one)."""
+
+    def __init__(self, folder: RunFolder, role: str, t_start: float, resuming: bool):
+        self.folder, self.t_start, self.saves = folder, t_start, role != "worker"
+        state = (folder.read("state.json") if resuming else None) or {}
+        self.state = {"sessions": state.get("sessions", []),
+                      "created": state.get("created", time.strftime("%Y-%m-%dT%H:%M:%S%z"))}
+        self.previous_wall = sum(s.get("wall_seconds", 0.0) for s in self.state["sessions"])
+        self.current = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "wall_seconds": 0.0, "role": role}
+        self.state["sessions"].append(self.current)
+
+    def elapsed(self) -> float:
+        """Wall seconds of the whole run so far, earlier sessions included."""
+        return self.previous_wall + time.time() - self.t_start
+
+    def save(self) -> None:
+        if self.saves:
+            self.current["wall_seconds"] = round(time.time() - self.t_start, 3)
+            self.folder.write("state.json", self.state)
+
+
+@dataclasses.dataclass
+class Context:
+    """What the parts of a session share."""
+
+    config: SearchConfig
+    space: object
+    folder: RunFolder
+    role: str
+    log: Callable[[str], None]
+    data: object = None
+    sampler: object = None
+    devices: dict | None = None
+    sessions: Sessions | None = None
+
+
+def run_session(config: SearchConfig, space, folder: RunFolder, *, role: str, log: Callable[[str], None],
+                resuming: bool, t_start: float, handover: bool = False, continuing: bool = False,
+                ready: Callable[[], float] | None = None) -> SearchResult | None:
+    """Run this process's part of the search (see the module's docstring).
+
+    Args:
+        config: the resolved config; space: its loaded `search_spaces.Space`.
+        resuming: the run folder holds an earlier session of this run.
+        t_start: when the user's command started (for wall times).
+        handover: a trial process of a supervising search: raise `Recycled` once grown.
+        continuing: this trial process took over from another one (no banner).
+        ready: a standby's wait, called once the data is loaded; returns when the session's wall
+            time starts (it replaces `t_start`).
+
+    Returns:
+        The `SearchResult`; None for a worker.
+    """
+    ctx = Context(config, space, folder, role, log)
+    _load(ctx, announce=not continuing)
+    if ready is not None:
+        t_start = ready()
+    ctx.sessions = Sessions(folder, role, t_start, resuming)
+    if role != "worker":
+        _write_run_info(ctx)
+    tuner, replicas = _make_tuner(ctx, handover)
+    if role != "worker" and not continuing:
+        tuner.oracle.forget_failures()  # the user ran the command again: an old stop's streak is over
+        tuner.oracle.save()
+    tuner.records.update(folder.records())
+    _announce(ctx, tuner, replicas, resuming, continuing)
+    _search(ctx, tuner)
+    if role == "worker":
+        return None
+    from ..faults import crash_point
+
+    crash_point("after-trials")
+    return finish_run(ctx, tuner, replicas)
+
+
+def _load(ctx: Context, announce: bool) -> None:
+    from search_spaces import Sampler
+
+    from ..data import load_data
+    from ..runtime import import_tensorflow, setup_devices
+
+    cfg = ctx.config
+    import_tensorflow(cfg.verbose, cfg.gpus)  # before anything imports keras: its start-up noise stays hidden
+    ctx.data = load_data(cfg.dataset, seed=cfg.seed, image_size=cfg.image_size, skip_bad_images=cfg.skip_bad_images)
+    ctx.sampler = Sampler(ctx.space, ctx.data.net_input_shape, ctx.data.num_classes)
+    if ctx.sampler.note and ctx.role != "worker" and announce:
+        ctx.log(f"note: {ctx.sampler.note}")
+    if ctx.data.skipped:
+        ctx.log(f"note: skipped {len(ctx.data.skipped)} unreadable image(s), first {ctx.data.skipped[0]}")
+    ctx.devices = setup_devices(cfg.precision, cfg.jit)
+
+
+def _write_run_info(ctx: Context) -> None:
+    """run.json: the config (read by every child process) and what the data turned out to be."""
+    info = ctx.folder.read("run.json") or {}
+    data = ctx.data
+    ctx.folder.write("run.json", {**info, "created": info.get("created", ctx.sessions.state["created"]),
+                                  "split": data.split, "sizes": data.sizes(), "input_shape": list(data.input_shape),
+                                  "classes": data.class_names})
+
+
+def _make_tuner(ctx: Context, handover: bool):
+    from ..tensorboard_log import write_experiment_config
+    from .hypermodel import ResNetHyperModel
+    from .kt_internals import keras_tuner_debug
+    from .tuner import ResNetTuner
+
+    cfg, kwargs, replicas = ctx.config, {}, 1
+    if cfg.strategy == "mirrored":
+        import tensorflow as tf
+
+        strategy = tf.distribute.MirroredStrategy()
+        replicas = strategy.num_replicas_in_sync
+        kwargs["distribution_strategy"] = strategy
+    hypermodel = ResNetHyperModel(ctx.space, ctx.data, max_epochs=cfg.max_epochs, sampler=ctx.sampler,
+                                  seed=cfg.seed, jit_compile=ctx.devices["jit"], replicas=replicas)
+    keras_tuner_debug(cfg.verbose)  # keras-tuner prints every failed trial's traceback when DEBUG is on
+    with _quiet(cfg.verbose):  # keras-tuner prints "Reloading Tuner from ..."
+        tuner = ResNetTuner(hypermodel, ctx.folder.path, max_epochs=cfg.max_epochs, factor=cfg.factor,
+                            iterations=cfg.iterations, seed=cfg.seed,
+                            on_trial_done=_on_trial_done(ctx, handover), **kwargs)
+    if ctx.role != "worker" and not any(tuner.logdir.glob("events.out.tfevents.*")):
+        write_experiment_config(tuner.logdir, tuner.oracle.get_space().space, ctx.sampler.aliases)
+    return tuner, replicas
+
+
+def _quiet(verbose: bool):
+    return contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO())
+
+
+def _on_trial_done(ctx: Context, handover: bool):
+    """After each trial: its record, the leaderboard, the session's time, a progress line, and
+    (a trial process) the hand-over check."""
+    baseline: list[float] = []
+
+    def on_trial_done(tuner, trial, record: TrialRecord) -> None:
+        ctx.folder.save_record(record)
+        records = ctx.folder.records()  # every worker's trials, not only this process's
+        ctx.folder.write_leaderboard(records.values())
+        ctx.sessions.save()
+        ctx.log(progress_line(tuner.planned, records, record, ctx.sessions.elapsed()))
+        if handover and ctx.config.recycle_mb:
+            _maybe_hand_over(ctx, baseline, len(records) < len(tuner.planned))
+
+    return on_trial_done
+
+
+def _maybe_hand_over(ctx: Context, baseline: list[float], more_to_do: bool) -> None:
+    from ..faults import handover_every_trial
+    from ..runtime import rss_mb
+
+    rss = rss_mb()
+    baseline.append(rss)
+    if (rss - baseline[0] > ctx.config.recycle_mb or handover_every_trial()) and more_to_do:
+        ctx.log(f"(this trial process grew by {rss - baseline[0]:.0f} MB over {len(baseline)} trials; "
+                "continuing in a fresh one)")
+        raise _Recycle()
+
+
+def _device_text(devices: dict) -> str:
+    return ((f"{len(devices['gpus'])} GPU(s)" if devices["gpus"] else "CPU") + f", {devices['policy']}"
+            + (", XLA" if devices["jit"] else ""))
+
+
+def _announce(ctx: Context, tuner, replicas: int, resuming: bool, continuing: bool) -> None:
+    cfg, data, planned, device = ctx.config, ctx.data, len(tuner.planned), _device_text(ctx.devices)
+    if ctx.role == "worker":
+        ctx.log(f"worker on {device}: running trials for {ctx.folder.path}")
+    elif resuming and not continuing:
+        ctx.log(f"resuming {ctx.folder.path}: {len(tuner.records)} of {planned} trials already done ({device})")
+    elif not continuing:
+        shape = "x".join(map(str, data.net_input_shape))
+        ctx.log(f"searching space {ctx.space.name!r} on {data.name} ({data.sizes()['train']} train / "
+                f"{data.sizes()['validation']} validation images, {shape}, {data.num_classes} classes): Hyperband "
+                f"max_epochs={cfg.max_epochs} factor={cfg.factor} iterations={cfg.iterations}, {planned} trials "
+                f"on {device}; results in {ctx.folder.path}")
+    if replicas > 1 or cfg.strategy:
+        ctx.log(f"mirrored over {replicas} replica(s): each trial's sampled batch size is per replica, so the "
+                f"global batch is {replicas}x the batch_size in the leaderboard")
+
+
+def _search(ctx: Context, tuner) -> None:
+    try:
+        with _quiet(ctx.config.verbose):  # keras-tuner's search banners
+            tuner.search(verbose=1 if ctx.config.verbose else 0)
+    except _Recycle:
+        ctx.sessions.save()
+        raise Recycled() from None
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the saving short
+        done = len(ctx.folder.records())
+        ctx.log(f"interrupted after {done} of {len(tuner.planned)} trials ({fmt_time(ctx.sessions.elapsed())}); "
+                "finished trials are saved and the trial in progress resumes from its last completed epoch")
+        ctx.sessions.save()
+        raise
+
+
+def progress_line(planned: list, records: dict[str, TrialRecord], record: TrialRecord, elapsed: float) -> str:
+    """One line per finished trial: its score, the best so far, trials done, time left."""
+    # Work = epochs trained + one epoch's worth of per-trial overhead.
+    work_done = sum((r.epochs or 1) - r.initial_epoch + 1 for r in records.values())
+    work_total = sum(e - s + 1 for _, _, e, s in planned)
+    remaining = elapsed / max(1, work_done) * max(0, work_total - work_done)
+    scores = [r.val_accuracy for r in records.values() if r.val_accuracy is not None]
+    best = f"{max(scores):.4f}" if scores else "-"
+    if record.status == "COMPLETED":
+        what = f"val_accuracy {record.val_accuracy:.4f}"
+    else:
+        what = f"{(record.status or '?').lower()}: {(record.error or '')[:120]}"
+    return (f"trial {record.trial_id} (bracket {record.bracket}, round {record.round}, {record.epochs} epochs) "
+            f"{what} | best {best} | {len(records)}/{len(planned)} trials | {fmt_time(elapsed)} elapsed, "
+            f"~{fmt_time(remaining)} left")
+
