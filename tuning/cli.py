@@ -7,6 +7,7 @@ import argparse
 import os
 import shlex
 import sys
+import time
 from collections.abc import Sequence
 
 from .config import PRECISIONS, STRATEGIES, SearchConfig, default
@@ -112,6 +113,7 @@ def _list_spaces() -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    started = time.time()
     args = build_parser().parse_args(argv)
     if args.list_spaces:
         return _list_spaces()
@@ -124,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return launch_from_cli(config, args.workers, out=lambda line: print(line, flush=True))
         from .search import run_search
 
-        run_search(config, role=keras_tuner_role())
+        run_search(config, role=keras_tuner_role(), started=started)
     except KeyboardInterrupt:
         cmd = " ".join(shlex.quote(a) for a in ["python", "-m", "tuning.search", *argv] if a != "--overwrite")
         print(f"resume with: {cmd}", file=sys.stderr)

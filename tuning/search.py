@@ -30,7 +30,7 @@ __all__ = ["SearchConfig", "SearchResult", "run_search", "owned_run"]
 
 
 def run_search(config: SearchConfig | None = None, *, log: Callable[[str], None] | None = None,
-               role: str = "standalone", **options) -> SearchResult | None:
+               role: str = "standalone", started: float | None = None, **options) -> SearchResult | None:
     """Run (or resume) a Hyperband search over a space of ResNets.
 
     Args:
@@ -39,6 +39,7 @@ def run_search(config: SearchConfig | None = None, *, log: Callable[[str], None]
         log: where progress lines go (default: this process's stdout at the time of the call).
         role: ``standalone``; or keras-tuner's ``chief`` / ``worker`` for a search started by
             hand on several hosts (see the README).
+        started: when the user's command started (`time.time()`), for the wall time; default: now.
 
     Returns:
         A `SearchResult` with best.json's and summary.json's contents and the leaderboard (None
@@ -49,7 +50,7 @@ def run_search(config: SearchConfig | None = None, *, log: Callable[[str], None]
         SystematicFailure: trials kept failing the same way; SearchError: anything else (one line,
         the traceback in ``<run>/error.log``).
     """
-    t_start = time.time()
+    t_start = started or time.time()
     log = log or _stdout_log()
     from .runtime import check_keras_tuner
 

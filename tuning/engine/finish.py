@@ -50,8 +50,7 @@ def finish_run(ctx, tuner, replicas: int) -> SearchResult:
                                 f"{folder.path / 'leaderboard.md'})")
     best = best_trial(tuner, best_trials[0], records, ctx.data, folder, log)
     ctx.sessions.save()
-    summary = _summary(ctx, tuner, records, best, replicas)
-    folder.write("summary.json", summary)
+    folder.write("summary.json", _summary(ctx, tuner, records, best, replicas))
     folder.write_leaderboard(records.values())
     try:
         from ..report import write_report
@@ -60,6 +59,9 @@ def finish_run(ctx, tuner, replicas: int) -> SearchResult:
     except Exception as e:  # the search's results stand without the plots
         log(f"warning: the report could not be written ({type(e).__name__}: {e}); "
             f"try python -m tuning.report {folder.path}")
+    ctx.sessions.save()  # the wall time includes the report
+    summary = _summary(ctx, tuner, records, best, replicas)
+    folder.write("summary.json", summary)
     tb_cmd = tensorboard_command(folder.path)
     log(f"best: trial {best['trial_id']} val_accuracy {best['val_accuracy']:.4f} test_accuracy "
         f"{best['test_accuracy']:.4f} ({best['params']:,} parameters); {len(records)} trials in "
