@@ -141,3 +141,14 @@ def test_keras_tuner_private_modules_are_imported_in_one_module():
 def test_every_config_field_has_a_command_line_option():
     dests = {a.dest for a in build_parser()._actions}
     assert {f.name for f in dataclasses.fields(SearchConfig)} <= dests
+
+
+def test_the_keras_tuner_members_the_engine_relies_on_exist():
+    import keras_tuner as kt
+
+    from tuning.engine.kt_internals import PRIVATE_MEMBERS, HyperbandOracle
+
+    oracle = HyperbandOracle(objective=kt.Objective("val_accuracy", "max"), max_epochs=3, factor=3, seed=1)
+    missing = [f"HyperbandOracle.{m}" for m in PRIVATE_MEMBERS["HyperbandOracle"] if not hasattr(oracle, m)]
+    missing += [f"Tuner.{m}" for m in PRIVATE_MEMBERS["Tuner"] if not hasattr(kt.Tuner, m)]
+    assert not missing, missing

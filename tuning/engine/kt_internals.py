@@ -1,14 +1,37 @@
-"""The one module that touches keras-tuner's private modules (``keras_tuner.src``).
+"""The one module that touches keras-tuner's private modules (``keras_tuner.src``), and the list
+of keras-tuner's private members the engine relies on.
 
-keras-tuner is pinned to one minor version (`tuning.runtime.check_keras_tuner`), since these
-names are not its public API.
+keras-tuner is pinned to one minor version (`tuning.runtime.check_keras_tuner`), since none of
+this is its public API. Before allowing a new version, check every name below against it
+(``tests/test_config.py`` checks that they still exist).
 """
 
 from keras_tuner.src import config as _kt_config
 from keras_tuner.src.engine.tuner_utils import SaveBestEpoch, TunerCallback
 from keras_tuner.src.tuners.hyperband import HyperbandOracle
 
-__all__ = ["HyperbandOracle", "SaveBestEpoch", "TunerCallback", "keras_tuner_debug"]
+__all__ = ["HyperbandOracle", "SaveBestEpoch", "TunerCallback", "keras_tuner_debug", "PRIVATE_MEMBERS"]
+
+# (class, members): what `ResNetOracle` (engine/oracle.py) and `ResNetTuner` (engine/tuner.py)
+# override or call. ResNetTuner subclasses keras_tuner.Hyperband but calls keras_tuner.Tuner's
+# __init__ with its own oracle, and replaces run_trial (so callbacks are never deep-copied).
+PRIVATE_MEMBERS = {
+    "HyperbandOracle": (
+        # overridden
+        "_random_values", "_random_trial", "_save_trial", "_check_consecutive_failures",
+        # called or read
+        "_brackets", "_current_bracket", "_current_iteration", "_get_size", "_get_epochs", "_get_num_brackets",
+        "_get_num_rounds", "_remove_completed_brackets", "_increment_bracket_num", "_start_new_bracket",
+        "_get_trial_dir", "_get_oracle_fname",
+    ),
+    "Tuner": (
+        # overridden
+        "_populate_initial_space", "_configure_tensorboard_dir", "_get_checkpoint_fname", "_build_hypermodel",
+        "_try_build", "_build_and_fit_model",
+        # called
+        "_is_worker", "_get_tuner_fname",
+    ),
+}
 
 
 def keras_tuner_debug(on: bool) -> None:
