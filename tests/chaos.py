@@ -2,7 +2,7 @@
 moments, each followed at once by the same command, until the search finishes.
 
 Scores are rounded to multiples of 0.5 so that ties are everywhere (at the top too), and the trial process hands over
-to a fresh one after every trial. Each chaotic run must end exactly as an uninterrupted run with
+to a fresh one after every trial, through a standby started at once (so a kill may hit a standby too). Each chaotic run must end exactly as an uninterrupted run with
 the same seed: the same trials (configurations, rounds, statuses, scores), the same best trial,
 ``best.json``, and an export that works. `tests/test_chaos.py` runs a few in CI; for more:
 
@@ -22,7 +22,7 @@ import sys
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-FAULTS = {"score_step": 0.5, "handover": "every-trial"}
+FAULTS = {"score_step": 0.5, "handover": "every-trial", "standby": "always"}
 SPACE = """
 description = "chaos: a tiny Hyperband search with ties everywhere"
 [defaults]

@@ -152,3 +152,13 @@ def test_the_keras_tuner_members_the_engine_relies_on_exist():
     missing = [f"HyperbandOracle.{m}" for m in PRIVATE_MEMBERS["HyperbandOracle"] if not hasattr(oracle, m)]
     missing += [f"Tuner.{m}" for m in PRIVATE_MEMBERS["Tuner"] if not hasattr(kt.Tuner, m)]
     assert not missing, missing
+
+
+def test_the_supervising_process_never_imports_keras_or_tensorflow():
+    import subprocess
+    import sys
+
+    code = ("import sys, tuning, tuning.cli, tuning.search, tuning.supervisor, tuning.store, tuning.faults, "
+            "tuning.distributed, tuning.outcome; print(sorted(m for m in ('keras', 'tensorflow') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    assert out.strip() == "[]"

@@ -52,11 +52,16 @@ def import_tensorflow(verbose: bool = False, gpus: str | None = None):
         import tensorflow as tf  # noqa: I001 (TensorFlow first, then Keras on top of it)
         import keras  # noqa: F401
 
+        devices = tf.config.list_physical_devices("GPU")
         if gpus is not None:  # before the runtime starts: visibility cannot change afterwards
-            devices = tf.config.list_physical_devices("GPU")
             require_gpus(gpus, [d.name for d in devices])
             wanted = {int(g) for g in gpus.split(",") if g.strip()}
             tf.config.set_visible_devices([d for i, d in enumerate(devices) if i in wanted], "GPU")
+        # Also before the runtime starts (afterwards it cannot change): each process takes GPU memory
+        # as it needs it, so workers, and a trial process and its standby, can share a GPU.
+        for device in tf.config.get_visible_devices("GPU"):
+            with contextlib.suppress(RuntimeError, ValueError):
+                tf.config.experimental.set_memory_growth(device, True)
         tf.constant(0)  # initialises the runtime (device discovery logs) while stderr is muted
     if not verbose:
         tf.get_logger().setLevel("ERROR")
@@ -113,8 +118,9 @@ def dtype_policy(precision: str, on_gpu: bool) -> str:
 
 
 def setup_devices(precision: str = "auto", jit: bool | None = None) -> dict:
-    """Memory growth on every GPU (so several workers can share one), the precision policy and
-    XLA. ``auto`` means mixed precision and XLA on a GPU, float32 and no XLA on a CPU.
+    """Memory growth on every GPU (so several workers can share one; `import_tensorflow` already
+    set it), the precision policy and XLA. ``auto`` means mixed precision and XLA on a GPU, float32
+    and no XLA on a CPU.
 
     Returns what was chosen: ``{"gpus", "policy", "jit"}``.
     """

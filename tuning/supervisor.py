@@ -4,8 +4,8 @@ TensorFlow keeps 10-30 MB for every model a process has trained, so trials run i
 process (`tuning.engine.trial_process`) that exits with `RECYCLE_EXIT` once it has grown by
 ``recycle_mb``, after saving everything; the next one resumes where it stopped. So that a
 hand-over costs no start-up, the next process is started as a *standby* while the current one
-is half-way to its limit: it imports TensorFlow and loads the data, then waits for "go" on its
-standard input, sent the moment the current one has exited.
+is half-way to its limit (if the machine has the memory for it): it imports TensorFlow and loads
+the data, then waits for "go" on its standard input, sent the moment the current one has exited.
 
 Every trial process inherits the run's lock, so the folder stays locked until the last has
 exited; each is killed if this process dies. A process says how it ended with its exit status
@@ -24,12 +24,15 @@ from collections.abc import Callable
 from .config import SearchConfig
 from .engine.finish import SearchResult, result_from_disk
 from .engine.trial_process import MODULE, command_args
+from .faults import standby_always
 from .outcome import RECYCLE_EXIT, exit_status, raise_outcome, read_outcome
 from .processes import ChildProcess, child_env, python_module
 from .runtime import rss_mb
 from .store import RunFolder
 
-STANDBY_AT = 0.5  # start the standby once the current process has grown by this share of recycle_mb
+STANDBY_AT = 0.5        # start the standby once the current process has grown by this share of recycle_mb
+STANDBY_HEADROOM = 512  # MB of available memory to leave besides the standby (which is as large as a
+                        # trial process before its first trial: TensorFlow and the data)
 
 
 class _Child:
@@ -58,8 +61,25 @@ class _Child:
         """MB it has grown by since its first trial (0 before)."""
         return 0.0 if self.baseline is None else _rss(self.process.proc.pid) - self.baseline
 
+    def room_for_standby(self) -> bool:
+        """Whether the machine has the memory for a second process of this size (and headroom)."""
+        available = _available_mb()
+        return available is None or available > (self.baseline or 0.0) + STANDBY_HEADROOM
+
     def close(self) -> None:
         self.outcome.unlink(missing_ok=True)
+
+
+def _available_mb() -> float | None:
+    """The kernel's estimate of memory available without swapping (None where unknown)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def _rss(pid: int) -> float:
@@ -86,7 +106,8 @@ def supervise(folder: RunFolder, lock_fd: int, config: SearchConfig, log, resumi
 
     def prepare_standby() -> None:
         nonlocal standby
-        if standby is None and current.grown() > STANDBY_AT * config.recycle_mb:
+        grown = current.grown() > STANDBY_AT * config.recycle_mb or (standby_always() and current.baseline)
+        if standby is None and grown and current.room_for_standby():
             standby = spawn(True)
             children.append(standby)
 

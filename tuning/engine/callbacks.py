@@ -136,3 +136,42 @@ def read_resume(trial_dir: pathlib.Path) -> ResumeState | None:
     if state.epoch is None or not state.weights or not (trial_dir / state.weights).is_file():
         return None
     return state
+
+
+# ----- test-only faults (`tuning.faults` says which) ---------------------------------------------
+class RoundScores(keras.callbacks.Callback):
+    """Rounds ``val_accuracy`` in the epoch's logs, which every later callback shares."""
+
+    def __init__(self, step: float):
+        super().__init__()
+        self.step = step
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs and "val_accuracy" in logs:
+            logs["val_accuracy"] = round(float(logs["val_accuracy"]) / self.step) * self.step
+
+
+class FaultInjector(keras.callbacks.Callback):
+    def __init__(self, fault: str, batch_size: int, sampled_batch_size: int):
+        super().__init__()
+        self.fault, self.batch_size, self.sampled = fault, batch_size, sampled_batch_size
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.fault == "raise":
+            raise RuntimeError("injected fault: a bug in this configuration")
+        if self.fault == "oom-always" or (self.fault == "oom" and self.batch_size == self.sampled):
+            import tensorflow as tf
+
+            raise tf.errors.ResourceExhaustedError(None, None, f"injected OOM at batch size {self.batch_size}")
+        if self.fault == "nan" and batch == 0:
+            for w in self.model.trainable_weights:
+                w.assign(keras.ops.full_like(w, float("nan")))
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.fault and self.fault.startswith(("hang@", "deaf@")) and epoch == int(self.fault.split("@")[1]):
+            if self.fault.startswith("deaf@"):
+                try:
+                    time.sleep(3600)
+                except KeyboardInterrupt:
+                    pass
+            time.sleep(3600)

@@ -27,11 +27,20 @@ from collections.abc import Callable
 import keras
 import keras_tuner as kt
 
-from ..faults import FaultInjector, RoundScores, fault_for, score_step
+from ..faults import fault_for, score_step
 from ..runtime import write_json
 from ..store import TrialRecord
 from ..tensorboard_log import TrialLogger, tensorboard_callback, write_status
-from .callbacks import EpochTimer, ResumeCheckpoint, ResumeState, TimedSaveBestEpoch, clear_resume, read_resume
+from .callbacks import (
+    EpochTimer,
+    FaultInjector,
+    ResumeCheckpoint,
+    ResumeState,
+    RoundScores,
+    TimedSaveBestEpoch,
+    clear_resume,
+    read_resume,
+)
 from .checkpoints import CHECKPOINT_NAME, load_variables
 from .hypermodel import ResNetHyperModel
 from .kt_internals import TunerCallback
