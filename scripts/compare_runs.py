@@ -38,6 +38,10 @@ def main(argv: list[str]) -> int:
     for k in sorted(set(a) | set(b)):
         if a.get(k) != b.get(k):
             print(f"differs: trial {k}\n  {a.get(k)}\n  {b.get(k)}")
+    missing = [str(d) for d in (a_dir, b_dir) if not (d / "best.json").exists()]
+    if missing:
+        print(f"no best.json in {', '.join(missing)}: that search has not finished")
+        return 1
     best_a, best_b = (json.loads((d / "best.json").read_text()) for d in (a_dir, b_dir))
     for name, best in (("first", best_a), ("second", best_b)):
         print(f"best of the {name}: trial {best['trial_id']} val_accuracy {best['val_accuracy']} "
