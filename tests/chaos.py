@@ -1,9 +1,10 @@
 """Chaos runs of the whole search: SIGKILL of the main process or of the trial process at random
 moments, each followed at once by the same command, until the search finishes.
 
-Scores are rounded to multiples of 0.5 so that ties are everywhere (at the top too), and the trial process hands over
-to a fresh one after every trial, through a standby started at once (so a kill may hit a standby too). Each chaotic run must end exactly as an uninterrupted run with
-the same seed: the same trials (configurations, rounds, statuses, scores), the same best trial,
+Scores are rounded to multiples of 0.5 so that ties are everywhere (at the top too), and the
+trial process hands over to a fresh one after every trial, through a standby started at once (so
+a kill may hit a standby too). Each chaotic run must end exactly as an uninterrupted run with the
+same seed: the same trials (configurations, rounds, statuses, scores), the same best trial,
 ``best.json``, and an export that works. `tests/test_chaos.py` runs a few in CI; for more:
 
     python -m tests.chaos --runs 10 --seed 1

@@ -139,11 +139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               "and these failures no longer count", file=sys.stderr)
         return 1
     except Exception as e:
-        if not isinstance(e, SearchError):  # outside the search's own handling (say, in the Python it runs on)
-            import traceback
-
-            e = SearchError(f"unexpected {type(e).__name__}: {e}; run the same command again to resume, with "
-                            "--verbose to see the traceback", traceback.format_exc())
+        if not isinstance(e, SearchError):
+            e = SearchError.outside(e)
         if args.verbose and e.details:
             print(e.details.rstrip(), file=sys.stderr)
         print(f"error: {e}", file=sys.stderr)

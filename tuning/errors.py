@@ -24,6 +24,15 @@ class SearchError(RuntimeError):
         self.details = details  # the traceback (printed too with --verbose)
 
     @classmethod
+    def outside(cls, error: BaseException) -> SearchError:
+        """An exception outside the search's own handling (say, in the Python it runs on), as one
+        line; its traceback in `details`."""
+        import traceback
+
+        return cls(f"unexpected {type(error).__name__}: {error}; run the same command again to resume, with "
+                   "--verbose to see the traceback", "".join(traceback.format_exception(error)))
+
+    @classmethod
     def unexpected(cls, error: BaseException, folder, what: str = "the search") -> SearchError:
         """One line for an exception nobody expected; its traceback goes to the run folder's
         error.log (`folder.append_error_log`)."""

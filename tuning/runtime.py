@@ -195,3 +195,14 @@ def _json_default(o: Any):
     if isinstance(o, pathlib.Path):
         return str(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def stdout_log():
+    """A progress printer to this process's stdout as it is now: keras-tuner's own prints are
+    silenced later by redirecting `sys.stdout`, and progress lines must not be."""
+    stdout = sys.stdout
+
+    def log(line: str) -> None:
+        print(line, file=stdout, flush=True)
+
+    return log

@@ -51,8 +51,9 @@ def run_search(config: SearchConfig | None = None, *, log: Callable[[str], None]
         the traceback in ``<run>/error.log``).
     """
     t_start = started or time.time()
-    log = log or _stdout_log()
-    from .runtime import check_keras_tuner
+    from .runtime import check_keras_tuner, stdout_log
+
+    log = log or stdout_log()
 
     check_keras_tuner()
     config, space = (config or SearchConfig()).replace(**options).resolve()
@@ -63,15 +64,6 @@ def run_search(config: SearchConfig | None = None, *, log: Callable[[str], None]
         raise  # UsageError, SpaceError and DataError are ValueErrors: bad input, said in one line
     except Exception as e:  # anything else: one line here, the traceback in the run's error.log
         raise SearchError.unexpected(e, folder) from e
-
-
-def _stdout_log() -> Callable[[str], None]:
-    stdout = sys.stdout  # keras-tuner's own prints are silenced by redirecting sys.stdout later
-
-    def log(line: str) -> None:
-        print(line, file=stdout, flush=True)
-
-    return log
 
 
 def _run(config: SearchConfig, space, folder: RunFolder, role: str, log, t_start: float):

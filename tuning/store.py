@@ -137,7 +137,11 @@ class RunFolder:
     """``results/<name>``: the files of one search and their readers and writers."""
 
     def __init__(self, path: str | os.PathLike):
-        self.path = pathlib.Path(path)
+        self.path = p = pathlib.Path(path)
+        self.run_json, self.state_json, self.best_json = p / "run.json", p / "state.json", p / "best.json"
+        self.summary_json, self.error_log, self.lock_path = p / "summary.json", p / "error.log", p / LOCK_NAME
+        self.trials_dir, self.tuner_dir, self.tensorboard_dir = p / "trials", p / "tuner", p / "tensorboard"
+        self.report_dir = p / "report"
 
     def __repr__(self) -> str:
         return f"RunFolder({str(self.path)!r})"
@@ -151,46 +155,6 @@ class RunFolder:
     @property
     def name(self) -> str:
         return self.path.name
-
-    @property
-    def run_json(self) -> pathlib.Path:
-        return self.path / "run.json"
-
-    @property
-    def state_json(self) -> pathlib.Path:
-        return self.path / "state.json"
-
-    @property
-    def best_json(self) -> pathlib.Path:
-        return self.path / "best.json"
-
-    @property
-    def summary_json(self) -> pathlib.Path:
-        return self.path / "summary.json"
-
-    @property
-    def error_log(self) -> pathlib.Path:
-        return self.path / "error.log"
-
-    @property
-    def lock_path(self) -> pathlib.Path:
-        return self.path / LOCK_NAME
-
-    @property
-    def trials_dir(self) -> pathlib.Path:
-        return self.path / "trials"
-
-    @property
-    def tuner_dir(self) -> pathlib.Path:
-        return self.path / "tuner"
-
-    @property
-    def tensorboard_dir(self) -> pathlib.Path:
-        return self.path / "tensorboard"
-
-    @property
-    def report_dir(self) -> pathlib.Path:
-        return self.path / "report"
 
     def exists(self) -> bool:
         return self.path.exists()

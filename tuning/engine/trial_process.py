@@ -69,6 +69,7 @@ def run(args: argparse.Namespace, t_start: float):
     from search_spaces import parse_space
 
     from ..config import SearchConfig
+    from ..runtime import stdout_log
     from ..store import RunFolder
     from .session import run_session
 
@@ -78,13 +79,8 @@ def run(args: argparse.Namespace, t_start: float):
         raise SearchError(f"{folder.run_json} has no config; start the search with python -m tuning.search")
     config = SearchConfig.from_dict(info["config"])
     space = parse_space(info["space_text"], info.get("space_file", "space.toml"), info["space"])
-    stdout = sys.stdout  # keras-tuner's own prints are silenced by redirecting sys.stdout during the search
-
-    def log(line: str) -> None:
-        print(line, file=stdout, flush=True)
-
     try:
-        return run_session(config, space, folder, role=args.role, log=log,
+        return run_session(config, space, folder, role=args.role, log=stdout_log(),
                            resuming=args.resuming or args.continuing, t_start=t_start, handover=args.handover,
                            continuing=args.continuing, ready=_wait_for_go if args.standby else None)
     except (ValueError, SystematicFailure, SearchError, Recycled, KeyboardInterrupt, _NotNeeded):
@@ -104,10 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except (Exception, KeyboardInterrupt) as e:
         if not isinstance(e, (ValueError, SystematicFailure, SearchError, KeyboardInterrupt)):
-            import traceback  # outside the search's own handling (say, in the Python it runs on)
-
-            e = SearchError(f"unexpected {type(e).__name__}: {e}; run the same command again to resume, with "
-                            "--verbose to see the traceback", traceback.format_exc())
+            e = SearchError.outside(e)
         if args.outcome:
             write_outcome(args.outcome, e)
         else:
