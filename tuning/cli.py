@@ -76,8 +76,9 @@ def _device_options(g) -> None:
     g.add_argument("--strategy", choices=STRATEGIES, help="mirrored: train every trial on all visible GPUs "
                    "(tf.distribute.MirroredStrategy); batch sizes are then per replica")
     g.add_argument("--recycle-mb", type=int, default=default("recycle_mb"), metavar="MB",
-                   help="TensorFlow keeps ~10 MB for every model a process trains: trials run in a child process "
-                        f"that hands over to a fresh one when it has grown by this much (default "
+                   help="TensorFlow keeps 10-30 MB for every model a process trains: trials run in a child process "
+                        "that hands over to a fresh one when it has grown by this much; the next one starts "
+                        "loading half-way there, when memory allows (default "
                         f"{default('recycle_mb')}; 0: run every trial in this process)")
     g.add_argument("--workers", type=int, metavar="N", help="run keras-tuner's chief and N workers on this host "
                    "(one GPU each where there are GPUs) and gather their output")
