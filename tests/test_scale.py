@@ -19,9 +19,10 @@ def test_devices_default_to_float32_without_xla_on_cpu():
     from tuning.runtime import setup_devices
 
     try:
-        assert setup_devices("auto") == {"gpus": [], "policy": "float32", "jit": False}
+        assert setup_devices("auto") == {"backend": "tensorflow", "gpus": [], "policy": "float32", "jit": False}
         assert setup_devices("mixed")["policy"] == "mixed_bfloat16"  # float16 has no fast CPU kernels
-        assert setup_devices("bfloat16", jit=True) == {"gpus": [], "policy": "mixed_bfloat16", "jit": True}
+        assert setup_devices("bfloat16", jit=True) == {"backend": "tensorflow", "gpus": [], "policy": "mixed_bfloat16",
+                                                       "jit": True}
         with pytest.raises(ValueError, match="precision='half'"):
             setup_devices("half")
     finally:
@@ -40,7 +41,7 @@ def test_mixed_precision_and_mirrored_strategy_search_on_cpu(tiny_space, tmp_pat
     finally:
         keras.mixed_precision.set_global_policy("float32")
     assert result.summary["devices"]["policy"] == "mixed_bfloat16" and result.summary["replicas"] == 1
-    assert any("mirrored over 1 replica" in line for line in lines)
+    assert any("data-parallel over 1 replica" in line for line in lines)
     assert result.summary["completed_trials"] == result.summary["trials"] >= 1
     # The softmax head stays float32 under mixed precision; the export is a float32 model.
     from tuning.export import export
@@ -136,7 +137,8 @@ def test_workers_flag_rejects_zero(tmp_path):
 
 def test_kill_9_of_the_launcher_takes_chief_and_workers_with_it_and_the_same_command_resumes(tiny_space, tmp_path):
     results = tmp_path / "results"
-    args = [sys.executable, "-m", "tuning.search", "--space", tiny_space, "--results-dir", str(results), "--workers", "2"]
+    args = [sys.executable, "-m", "tuning.search", "--space", tiny_space, "--results-dir", str(results),
+            "--workers", "2"]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     t0 = time.time()

@@ -77,6 +77,11 @@ def test_search_writes_every_results_file(finished_run):
                 "seed", "versions"):
         assert key in summary
     assert summary["dataset"] == "digits" and summary["seed"] == 0
+    # On TensorFlow (the default backend) compile time is estimated from each fit's first batches.
+    assert summary["backend"] == "tensorflow" and json.loads((run / "run.json").read_text())["backend"] == "tensorflow"
+    assert all(r["compile_measure"] == "estimated" and 0 <= r["compile_seconds"] <= r["fit_seconds"]
+               for r in records.values())
+    assert 0 <= summary["compile_share"] < summary["fit_share"]
     assert 0 < summary["fit_seconds"] < summary["wall_seconds"]
     assert summary["best_test_accuracy"] == best["test_accuracy"]
     assert summary["versions"]["keras-tuner"]

@@ -53,7 +53,7 @@ SHAPES = {
         "error": "ValueError: cannot build"},
 }
 DEFAULTS = {"initial_epoch": 0, "hyperparameters": {}, "epoch_seconds": [], "checkpoint_seconds": 0.0,
-            "build_seconds": 0.0, "fit_seconds": 0.0, "history": {}}
+            "build_seconds": 0.0, "compile_seconds": 0.0, "fit_seconds": 0.0, "history": {}}
 
 
 def file_text(data) -> str:

@@ -61,22 +61,30 @@ def build_parser() -> argparse.ArgumentParser:
                    f"trials and the initial weights (default: {default('seed')})")
     p.add_argument("--overwrite", action="store_true", help="delete an existing run of this name and start "
                    "afresh (default: resume it)")
-    p.add_argument("--verbose", action="store_true", help="show TensorFlow's start-up log and keras-tuner's output")
+    p.add_argument("--verbose", action="store_true", help="show the backend's start-up log and keras-tuner's "
+                   "output")
     _device_options(p.add_argument_group("devices and scale-out"))
     return p
 
 
 def _device_options(g) -> None:
+    from .backend import BACKENDS
+
+    g.add_argument("--backend", choices=BACKENDS, help="the Keras backend every trial runs on (default: Keras' "
+                   "configured one: KERAS_BACKEND, else ~/.keras/keras.json, else tensorflow). A run resumes only "
+                   "on the backend it started with")
     g.add_argument("--precision", choices=PRECISIONS, default=default("precision"),
                    help="auto (default): mixed float16 on a GPU, float32 on a CPU; mixed: mixed_float16 on a GPU, "
                         "mixed_bfloat16 on a CPU; bfloat16; float32. The output layer stays float32")
     g.add_argument("--jit", action=argparse.BooleanOptionalAction, default=default("jit"),
-                   help="XLA-compile the training step (default: on a GPU, off on a CPU)")
+                   help="XLA-compile the training step (default: always on JAX; on TensorFlow on a GPU, not on a "
+                        "CPU)")
     g.add_argument("--gpus", metavar="0,1", help="GPU indices to use (default: all visible)")
-    g.add_argument("--strategy", choices=STRATEGIES, help="mirrored: train every trial on all visible GPUs "
-                   "(tf.distribute.MirroredStrategy); batch sizes are then per replica")
+    g.add_argument("--strategy", choices=STRATEGIES, help="data-parallel: train every trial on all visible GPUs, "
+                   "on either backend (Keras' DataParallel on JAX, tf.distribute.MirroredStrategy on TensorFlow); "
+                   "mirrored: MirroredStrategy (TensorFlow only). Batch sizes are then per replica")
     g.add_argument("--recycle-mb", type=int, default=default("recycle_mb"), metavar="MB",
-                   help="TensorFlow keeps 10-30 MB for every model a process trains: trials run in a child process "
+                   help="the backend keeps 10-30 MB for every model a process trains: trials run in a child process "
                         "that hands over to a fresh one when it has grown by this much; the next one starts "
                         "loading half-way there, when memory allows (default "
                         f"{default('recycle_mb')}; 0: run every trial in this process)")

@@ -15,9 +15,11 @@ from typing import Any
 from .errors import UsageError
 
 PRECISIONS = ("auto", "float32", "mixed", "bfloat16")
-STRATEGIES = ("mirrored",)
+STRATEGIES = ("data-parallel", "mirrored")
 # What a run is: a resumed run must match these (the other options may change between sessions).
-RUN_KEYS = ("space", "dataset", "seed", "max_epochs", "factor", "iterations", "image_size")
+RUN_KEYS = ("space", "dataset", "seed", "max_epochs", "factor", "iterations", "image_size", "backend")
+# What a run folder written before a key existed holds for it.
+RUN_KEY_BEFORE = {"backend": "tensorflow"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +38,7 @@ class SearchConfig:
     image_size: tuple[int, int] | None = None
     results_dir: str = "results"
     name: str | None = None                  # default: <space>-<dataset>
+    backend: str | None = None               # "tensorflow" or "jax"; default: Keras' configured backend
     seed: int = 0
     overwrite: bool = False
     verbose: bool = False
@@ -43,7 +46,7 @@ class SearchConfig:
     precision: str = "auto"
     jit: bool | None = None                  # default: on a GPU only
     gpus: str | None = None                  # e.g. "0,1"; default: all visible
-    strategy: str | None = None              # "mirrored" or None
+    strategy: str | None = None              # "data-parallel", "mirrored" (TensorFlow only) or None
     recycle_mb: int = 150                    # 0: every trial in the calling process
 
     # ----- validation and defaults -----------------------------------------------------------
@@ -55,7 +58,11 @@ class SearchConfig:
         if self.precision not in PRECISIONS:
             raise UsageError(f"precision = {self.precision!r} is invalid: choose from {', '.join(PRECISIONS)}")
         if self.strategy not in (None, *STRATEGIES):
-            raise UsageError(f"strategy = {self.strategy!r} is invalid: choose mirrored (or leave it out)")
+            raise UsageError(f"strategy = {self.strategy!r} is invalid: choose {' or '.join(STRATEGIES)} (or leave "
+                             "it out)")
+        if self.strategy == "mirrored" and self.backend not in (None, "tensorflow"):
+            raise UsageError(f"strategy = 'mirrored' is TensorFlow's MirroredStrategy and the backend is "
+                             f"{self.backend}: use --strategy data-parallel (every GPU, on either backend)")
         if self.gpus is not None and not all(g.strip().isdigit() for g in str(self.gpus).split(",")):
             raise UsageError(f"gpus = {self.gpus!r} is invalid: give GPU indices such as 0 or 0,1")
         if self.name is not None and (not self.name or "/" in self.name or self.name in (".", "..")):
@@ -70,7 +77,10 @@ class SearchConfig:
         """
         from search_spaces import load_space
 
+        from .backend import check, configured
+
         cfg = dataclasses.replace(self, space=str(self.space), image_size=_image_size(self.image_size),
+                                  backend=check(self.backend or configured()),
                                   results_dir=str(self.results_dir),
                                   strategy=None if self.strategy == "none" else self.strategy).validate()
         sp = load_space(cfg.space)

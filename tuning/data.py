@@ -9,9 +9,12 @@ split, so a saved model takes raw images.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import pathlib
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -35,6 +38,9 @@ CLASS_NAMES = {
 }
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 BUILTIN = ("digits", *KERAS_DATASETS)
+# Batches prepared ahead of the one Keras asks for, and the threads that prepare them.
+PREFETCH_BATCHES = 4
+PREFETCH_THREADS = 2
 
 
 @dataclasses.dataclass
@@ -56,9 +62,6 @@ class Data:
     # Size the network sees. When it differs from the stored images (e.g. digits at 32x32 for an
     # ImageNet stem), a Resizing layer inside the model does it, so the model still takes raw images.
     resize_to: tuple[int, int] | None = None
-
-    def __post_init__(self) -> None:
-        self._base: dict = {}
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -97,49 +100,113 @@ class Data:
                 "test": (self.x_test, self.y_test)}[split]
 
     def pipeline(self, split: str, batch_size: int):
-        """An evaluation pipeline over a split: cached, batched in order, prefetched; one-hot labels."""
-        import tensorflow as tf
-
-        if split not in self._base:
-            x, y = self.arrays(split)
-            self._base[split] = tf.data.Dataset.from_tensor_slices((x, y.astype("int32"))).cache()
-        num_classes = self.num_classes
-
-        def prepare(x, y):
-            return tf.cast(x, tf.float32), tf.one_hot(y, num_classes)
-
-        return (self._base[split].batch(batch_size)
-                .map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE))
+        """An evaluation pipeline over a split: a `keras.utils.PyDataset` of batches in order,
+        the last partial batch included; float32 images, one-hot float32 labels."""
+        x, y = self.arrays(split)
+        n = len(y)
+        prepare = _preparer(x, y, self.num_classes)
+        return batches_dataset(lambda i: prepare(slice(i * batch_size, (i + 1) * batch_size)), -(-n // batch_size))
 
     def training_pipeline(self, split: str, batch_size: int, *, seed: int, initial_epoch: int, epochs: int):
         """Batches for epochs ``initial_epoch .. epochs-1``, shuffled by a permutation that depends
         only on (seed, epoch): a trial resumed at epoch e sees exactly the batches it would have
         seen uninterrupted. Returns ``(dataset, steps_per_epoch)``; labels one-hot.
 
+        The dataset is a `keras.utils.PyDataset` with no end: batch ``i`` is step ``i % steps`` of
+        epoch ``initial_epoch + i // steps``, so ``model.fit`` must get ``steps_per_epoch=steps``.
         Augmentation is not done here but by training-only layers inside the model.
         """
-        import tensorflow as tf
-
         x, y = self.arrays(split)
-        y = y.astype("int32")
         n = len(y)
         steps = -(-n // batch_size)
-        num_classes = self.num_classes
+        prepare = _preparer(x, y, self.num_classes)
 
-        def batches():
-            for e in range(initial_epoch, epochs):
-                order = np.random.default_rng([seed, e]).permutation(n)
-                for s in range(steps):
-                    idx = np.sort(order[s * batch_size:(s + 1) * batch_size])  # sorted: faster gather
-                    yield x[idx], y[idx]
+        @functools.lru_cache(maxsize=2)
+        def order(epoch: int) -> np.ndarray:
+            return np.random.default_rng([seed, epoch]).permutation(n)
 
-        spec = (tf.TensorSpec((None, *x.shape[1:]), tf.as_dtype(x.dtype)), tf.TensorSpec((None,), tf.int32))
-        ds = tf.data.Dataset.from_generator(batches, output_signature=spec)
+        def batch(i: int):
+            epoch, step = divmod(i, steps)
+            idx = order(initial_epoch + epoch)[step * batch_size:(step + 1) * batch_size]
+            return prepare(np.sort(idx))  # sorted: faster gather
 
-        def prepare(xb, yb):
-            return tf.cast(xb, tf.float32), tf.one_hot(yb, num_classes)
+        return batches_dataset(batch, None, end=steps * max(epochs - initial_epoch, 0)), steps
 
-        return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE), steps
+
+def _preparer(x: np.ndarray, y: np.ndarray, num_classes: int) -> Callable:
+    """``prepare(index)``: the images at `index` (a slice or sorted indices) as float32 and their
+    labels one-hot float32."""
+    one_hot = np.eye(num_classes, dtype="float32")
+    y = np.asarray(y, dtype="int64")
+
+    def prepare(index):
+        return x[index].astype("float32", copy=False), one_hot[y[index]]
+
+    return prepare
+
+
+@functools.cache
+def _prefetch_pool() -> ThreadPoolExecutor:
+    """The threads, shared by every pipeline of the process, that make batches ahead."""
+    return ThreadPoolExecutor(PREFETCH_THREADS, thread_name_prefix="tuning-batches")
+
+
+@functools.cache
+def _batches_class():
+    """The `keras.utils.PyDataset` subclass behind the pipelines (made on first use, so that
+    importing this module does not import Keras)."""
+    import keras
+
+    class Batches(keras.utils.PyDataset):
+        """Batch ``i`` is ``make(i)``, a pure function of ``i``. While Keras uses batch ``i``,
+        batches ``i+1 .. i+PREFETCH_BATCHES`` (below `end`) are made on threads; not on the
+        TensorFlow backend, where Keras reads the dataset through a prefetching tf.data pipeline.
+
+        Keras' own enqueuer stays off (``workers=1``): it keeps one running index across
+        ``fit``'s symbolic-build probe and the epochs, so the batch a step got would not be a
+        function of (epoch, step) alone. Threads, not processes: the arrays are shared, not copied.
+        """
+
+        def __init__(self, make: Callable, num_batches: int | None, end: int | None):
+            super().__init__(workers=1, use_multiprocessing=False, max_queue_size=PREFETCH_BATCHES)
+            self._make, self._num_batches = make, num_batches
+            self._end = num_batches if end is None else end
+            self._ahead = 0 if keras.backend.backend() == "tensorflow" else PREFETCH_BATCHES
+            self._pending: dict = {}
+            self._lock = threading.Lock()
+
+        @property
+        def num_batches(self) -> int | None:
+            return self._num_batches
+
+        def __getitem__(self, i):
+            i = int(i)
+            if i < 0 or (self._num_batches is not None and i >= self._num_batches):
+                raise IndexError(f"batch {i} out of range")
+            ahead = range(i + 1, min(i + 1 + self._ahead, self._end))
+            with self._lock:
+                made = self._pending.pop(i, None)
+                for j in [j for j in self._pending if j not in ahead]:
+                    self._pending.pop(j).cancel()
+                for j in ahead:
+                    if j not in self._pending:
+                        self._pending[j] = _prefetch_pool().submit(self._make, j)
+            return made.result() if made is not None else self._make(i)
+
+        def on_epoch_end(self):
+            """Drop the batches made ahead (Keras may keep the dataset after ``fit``)."""
+            with self._lock:
+                for made in self._pending.values():
+                    made.cancel()
+                self._pending.clear()
+
+    return Batches
+
+
+def batches_dataset(make: Callable, num_batches: int | None, end: int | None = None):
+    """A `keras.utils.PyDataset` whose batch ``i`` is ``make(i)``; `num_batches` None for no end;
+    nothing is made ahead at or past `end` (default `num_batches`)."""
+    return _batches_class()(make, num_batches, end)
 
 
 def _split(x, y, test_size: float, seed: int, what: str):
@@ -195,16 +262,34 @@ def load_keras_dataset(name: str, seed: int = 0) -> Data:
     return Data(name, x_train, y_train, x_val, y_val, x_test, y_test, classes, seed, split, (0.0, 255.0))
 
 
+def _read_image(f: pathlib.Path, h: int, w: int) -> tuple[np.ndarray | None, str | None]:
+    """``(image, None)``: file `f` decoded as RGB uint8 and resized to (h, w); ``(None, reason)``
+    if Pillow cannot read it."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(f) as img:  # opened at the first frame of an animation (GIF)
+            if img.mode == "I" or img.mode.startswith("I;16"):  # 16-bit grey: to 8 bits, as tf.io did
+                grey = np.clip(np.asarray(img, dtype="int64"), 0, 65535) >> 8
+                img = Image.fromarray(grey.astype("uint8"))
+            img = img.convert("RGB")
+            img = img.resize((w, h), Image.Resampling.BILINEAR, reducing_gap=None)
+            return np.asarray(img, dtype="uint8"), None
+    except UnidentifiedImageError:
+        return None, "not an image format Pillow can read"
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
+        return None, (str(e).splitlines() or [type(e).__name__])[0][:100]
+
+
 def load_image_folder(
     root: str | os.PathLike, image_size: Sequence[int] | None, seed: int = 0, skip_bad_images: bool = False,
 ) -> Data:
     """A folder of class subfolders of images, decoded, resized to `image_size`, split 60/20/20.
 
     Classes are the subfolder names in sorted order (as `keras.utils.image_dataset_from_directory`
-    infers them). Images are decoded as RGB and kept as uint8 values 0-255.
+    infers them). Images are decoded with Pillow as RGB (a GIF's first frame), resized with
+    antialiasing and kept as uint8 values 0-255.
     """
-    import tensorflow as tf
-
     root = pathlib.Path(root)
     if not root.exists():
         raise DataError(f"dataset folder {root} does not exist; give a folder of class subfolders of images")
@@ -225,18 +310,19 @@ def load_image_folder(
         raise DataError("give --image-size for an image folder (e.g. --image-size 64)")
     h, w = int(image_size[0]), int(image_size[1])
     images, kept, skipped = [], [], []
-    for f, label in zip(files, labels):
-        try:
-            img = tf.io.decode_image(tf.io.read_file(str(f)), channels=3, expand_animations=False)
-        except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError, tf.errors.UnknownError) as e:
-            if not skip_bad_images:
-                raise DataError(f"cannot read image {f} ({e.message.splitlines()[0][:100]}); remove it or pass "
-                                "--skip-bad-images to go on without it") from None
-            skipped.append(str(f))
-            continue
-        img = tf.image.resize(img, (h, w), antialias=True)
-        images.append(np.clip(np.round(img.numpy()), 0, 255).astype("uint8"))
-        kept.append(label)
+    with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
+        for f, label, (img, reason) in zip(files, labels, pool.map(lambda f: _read_image(f, h, w), files)):
+            if reason is None:
+                images.append(img)
+                kept.append(label)
+            elif skip_bad_images:
+                skipped.append(str(f))
+            else:
+                pool.shutdown(cancel_futures=True)
+                raise DataError(f"cannot read image {f} ({reason}); remove it or pass --skip-bad-images to go on "
+                                "without it") from None
+    if not images:
+        raise DataError(f"no image in {root} could be read; every one was skipped")
     x = np.stack(images)
     y = np.asarray(kept, dtype="int64")
     x_rest, x_test, y_rest, y_test = _split(x, y, 0.2, seed, "test")

@@ -7,6 +7,10 @@ Writes ``results/<name>/export/`` (or ``--output``):
 - ``savedmodel/``: a TensorFlow SavedModel for TensorFlow Serving (signature
   ``serving_default``, input ``image``: raw images, float32);
 - ``model.tflite`` (with ``--format tflite``);
+
+The SavedModel and TFLite files need TensorFlow: where it is not installed they are left out
+(with a line saying so) unless asked for by name, which is then refused. A run searched on
+JAX makes them from ``model.keras`` in a TensorFlow-backend subprocess.
 - ``model_card.json`` and ``MODEL_CARD.md``.
 
 The card's ``test_accuracy`` is measured on the exported ``model.keras`` itself, reloaded,
@@ -36,6 +40,7 @@ from .store import Run, TrialRecord, open_run
 
 FORMATS = ("keras", "savedmodel", "tflite")
 DEFAULT_FORMATS = ("keras", "savedmodel")
+TENSORFLOW_FORMATS = ("savedmodel", "tflite")
 
 
 @dataclasses.dataclass
@@ -69,7 +74,7 @@ def export(
     *,
     trial: str | None = None,
     output: str | os.PathLike | None = None,
-    formats: Sequence[str] = DEFAULT_FORMATS,
+    formats: Sequence[str] | None = None,
     retrain: bool = False,
     overwrite: bool = False,
     verbose: bool = False,
@@ -82,7 +87,8 @@ def export(
         run_dir: ``results/<name>`` as written by the search.
         trial: trial id to export (default: the best).
         output: export folder (default ``<run_dir>/export``).
-        formats: any of ``keras``, ``savedmodel``, ``tflite``.
+        formats: any of ``keras``, ``savedmodel``, ``tflite`` (default: keras and savedmodel, or
+            keras alone where TensorFlow is not installed).
         retrain: first train the configuration from scratch on train + validation for the full
             Hyperband budget (``max_epochs``); the card then gives test accuracy before and after.
         overwrite: replace an existing export folder.
@@ -93,7 +99,7 @@ def export(
             nothing is written.
     """
     run_dir = pathlib.Path(run_dir)
-    formats = _check_formats(formats)
+    formats = _check_formats(formats, log)
     run, trial_id, out = _open_trial(run_dir, trial, output, overwrite, retrain)
     data = load_run_data(run, verbose)
     hypermodel = hypermodel_for(run, data)
@@ -117,12 +123,26 @@ def export(
     return ExportResult(out, card)
 
 
-def _check_formats(formats: Sequence[str]) -> tuple[str, ...]:
-    """The formats asked for, without repeats, with ``keras`` first if it was left out."""
+def _check_formats(formats: Sequence[str] | None, log) -> tuple[str, ...]:
+    """The formats asked for (None: the default ones that can be made here), without repeats,
+    with ``keras`` first if it was left out. TensorFlow's formats without TensorFlow: refused
+    when asked for by name."""
+    from .backend import installed
+
+    if formats is None:
+        formats = DEFAULT_FORMATS
+        if not installed("tensorflow"):
+            log("note: TensorFlow is not installed, so the export has no SavedModel (pip install tensorflow to "
+                "get one); model.keras loads on any Keras backend")
+            formats = tuple(f for f in formats if f not in TENSORFLOW_FORMATS)
     formats = tuple(dict.fromkeys(formats))
     bad = [f for f in formats if f not in FORMATS]
     if bad or not formats:
         raise UsageError(f"unknown format(s) {bad or formats}; choose from {', '.join(FORMATS)}")
+    need_tf = [f for f in formats if f in TENSORFLOW_FORMATS]
+    if need_tf and not installed("tensorflow"):
+        raise UsageError(f"format {need_tf[0]} needs TensorFlow, which is not installed here; install it (pip install "
+                         "tensorflow) or export --format keras, which loads on any Keras backend")
     if "keras" not in formats:
         formats = ("keras", *formats)  # the card's accuracy is measured on the .keras file
     return formats
@@ -215,14 +235,50 @@ def _save_formats(folder: pathlib.Path, clean, formats: Sequence[str], test, exp
 
         if not np.allclose(probs, expected, atol=1e-5):
             raise RuntimeError("the exported model does not predict like the searched one")
+    tf_formats = [f for f in formats if f in TENSORFLOW_FORMATS]
+    if tf_formats and keras.backend.backend() == "tensorflow":
+        files.update(save_tensorflow_formats(clean, folder, tf_formats, verbose))
+    elif tf_formats:  # from model.keras, on the TensorFlow backend in a subprocess
+        files.update(_tensorflow_formats_in_subprocess(keras_path, folder, tf_formats, verbose))
+    return test_acc, files
+
+
+def save_tensorflow_formats(model, folder: pathlib.Path, formats: Sequence[str], verbose: bool) -> dict[str, str]:
+    """SavedModel and/or TFLite of `model` (on the TensorFlow backend) into `folder`."""
+    files = {}
     if "savedmodel" in formats:
         with contextlib.redirect_stdout(sys.stderr if verbose else open(os.devnull, "w")):
-            clean.export(str(folder / "savedmodel"), format="tf_saved_model", verbose=verbose)
+            model.export(str(folder / "savedmodel"), format="tf_saved_model", verbose=verbose)
         files["savedmodel"] = "savedmodel/"
     if "tflite" in formats:
-        _to_tflite(folder / "savedmodel" if "savedmodel" in formats else None, clean, folder / "model.tflite")
+        _to_tflite(folder / "savedmodel" if "savedmodel" in formats else None, model, folder / "model.tflite")
         files["tflite"] = "model.tflite"
-    return test_acc, files
+    return files
+
+
+_TF_SCRIPT = """
+import json, pathlib, sys
+from tuning.runtime import import_keras
+import_keras("tensorflow", verbose=sys.argv[4] == "1")
+import keras
+from tuning.export import save_tensorflow_formats
+model = keras.saving.load_model(sys.argv[1], safe_mode=True)
+print(json.dumps(save_tensorflow_formats(model, pathlib.Path(sys.argv[2]), sys.argv[3].split(","), sys.argv[4] == "1")))
+"""
+
+
+def _tensorflow_formats_in_subprocess(keras_path: pathlib.Path, folder: pathlib.Path, formats: Sequence[str],
+                                      verbose: bool) -> dict[str, str]:
+    import json
+    import subprocess
+
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow"}
+    done = subprocess.run([sys.executable, "-c", _TF_SCRIPT, str(keras_path), str(folder), ",".join(formats),
+                           "1" if verbose else "0"], env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"making {', '.join(formats)} on the TensorFlow backend failed: "
+                           f"{(done.stderr.strip().splitlines() or ['no message'])[-1]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def _to_tflite(saved_model: pathlib.Path | None, model, path: pathlib.Path) -> None:
@@ -239,6 +295,12 @@ def _to_tflite(saved_model: pathlib.Path | None, model, path: pathlib.Path) -> N
             warnings.simplefilter("ignore")  # tf.lite's notes about its move to LiteRT
             converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
             path.write_bytes(converter.convert())
+
+
+def keras_backend() -> str:
+    import keras
+
+    return keras.backend.backend()
 
 
 def _card(run: Run, trial_id, rec: TrialRecord, spec, cfg, data, test_acc, before, retrain_info, files,
@@ -273,6 +335,8 @@ def _card(run: Run, trial_id, rec: TrialRecord, spec, cfg, data, test_acc, befor
         "split_seed": data.seed,
         "split": data.split,
         "split_sizes": data.sizes(),
+        "backend": run.backend,               # the search's
+        "export_backend": keras_backend(),    # this export's (the same unless that one is not installed here)
         "versions": versions(),
     }
     if retrain_info is not None:
@@ -307,6 +371,8 @@ def _card_markdown(card: dict) -> str:
         f"| output | {card['output']['description']} over {len(card['class_names'])} classes |",
         f"| classes | {', '.join(card['class_names'])} |",
         f"| dataset | {card['dataset']}, split seed {card['split_seed']}; sizes {card['split_sizes']} |",
+        f"| Keras backend | searched on {card.get('backend', '?')}, exported on {card.get('export_backend', '?')} "
+        f"(Keras {card['versions'].get('keras', '?')}) |",
         f"| created | {card['created']} |",
         f"| command | `{card['command']}` |",
         "",
@@ -350,11 +416,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trial", help="trial id to export instead of the best (see leaderboard.md)")
     p.add_argument("--output", help="export folder (default: <run_dir>/export)")
     p.add_argument("--format", dest="formats", action="append", choices=FORMATS,
-                   help="keras, savedmodel or tflite; repeat for several (default: keras and savedmodel)")
+                   help="keras, savedmodel or tflite; repeat for several (default: keras and savedmodel; keras "
+                        "alone where TensorFlow is not installed)")
     p.add_argument("--retrain", action="store_true", help="first train the configuration from scratch on train + "
                    "validation for the full budget; the card gives test accuracy before and after")
     p.add_argument("--overwrite", action="store_true", help="replace an existing export folder")
-    p.add_argument("--verbose", action="store_true", help="show TensorFlow's log")
+    p.add_argument("--verbose", action="store_true", help="show the Keras backend's log")
     return p
 
 
@@ -367,7 +434,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = " ".join(shlex.quote(a) for a in ["python", "-m", "tuning.export",
                                                  *(sys.argv[1:] if argv is None else argv)])
     try:
-        export(args.run_dir, trial=args.trial, output=args.output, formats=args.formats or DEFAULT_FORMATS,
+        export(args.run_dir, trial=args.trial, output=args.output, formats=args.formats,
                retrain=args.retrain, overwrite=args.overwrite, verbose=args.verbose, command=command,
                log=lambda s: print(s, flush=True))
     except (UsageError, SpaceError, DataError) as e:

@@ -254,6 +254,15 @@ def write_report(run_dir: str | os.PathLike, log=None) -> pathlib.Path:
     return out
 
 
+def _compile_text(run: Run) -> str:
+    """Seconds spent tracing and compiling train/test steps (within the training time)."""
+    seconds = sum(r.compile_seconds for r in run.records.values())
+    how = {r.compile_measure for r in run.records.values()} - {None}
+    if not how:
+        return "not recorded"
+    return f"{seconds:.0f} s, part of the training time ({' and '.join(sorted(how))})"
+
+
 def _markdown(run: Run, configs, tuned) -> str:
     s = run.summary or {}
     best = run.best or {}
@@ -267,6 +276,8 @@ def _markdown(run: Run, configs, tuned) -> str:
         ("wall time", f"{s.get('wall_seconds', 0):.0f} s" if s else "search not finished"),
         ("time in training", f"{s.get('fit_seconds', 0):.0f} s ({100 * (s.get('fit_share') or 0):.0f}%)"
          if s else ""),
+        ("time compiling steps", _compile_text(run)),
+        ("Keras backend", run.backend),
         ("best trial", best.get("trial_id", run.best_trial_id())),
         ("best validation accuracy", _fmt(best.get("val_accuracy") or max(r.val_accuracy for r in run.completed()))),
         ("its test accuracy", _fmt(best.get("test_accuracy")) or "not evaluated yet"),

@@ -1,4 +1,4 @@
-"""Process set-up shared by the CLIs: quiet TensorFlow start-up, seeds, versions, atomic writes."""
+"""Process set-up shared by the CLIs: the Keras backend's quiet start-up, devices, versions, atomic writes."""
 
 from __future__ import annotations
 
@@ -71,18 +71,20 @@ def import_tensorflow(verbose: bool = False, gpus: str | None = None):
     return tf
 
 
-def require_gpus(gpus: str, available: list[str]) -> None:
-    """Refuse (UsageError) GPU indices in `gpus` ("0,1") beyond the `available` devices' count."""
+def require_gpus(gpus: str, available: list[str], wanted_visible: bool = False) -> None:
+    """Refuse (UsageError) GPU indices in `gpus` ("0,1") beyond the `available` devices' count
+    (`wanted_visible`: `available` are the wanted GPUs that were found, in the wanted order)."""
     from .errors import UsageError
 
     if not all(g.strip().isdigit() for g in str(gpus).split(",")):
         raise UsageError(f"--gpus {gpus!r} is invalid: give GPU indices such as 0 or 0,1")
-    missing = [g.strip() for g in gpus.split(",") if g.strip() and int(g) >= len(available)]
+    wanted = [g.strip() for g in gpus.split(",") if g.strip()]
+    missing = wanted[len(available):] if wanted_visible else [g for g in wanted if int(g) >= len(available)]
     if not missing:
         return
     there = (f"this machine has {len(available)} GPU(s): "
              + ", ".join(f"{i} ({name})" for i, name in enumerate(available))) if available else \
-        "this machine has no GPU that TensorFlow can use"
+        "this machine has no GPU that the Keras backend can use"
     raise UsageError(f"--gpus {gpus}: no GPU {', '.join(missing)}; {there}. Give indices that exist, or leave "
                      "--gpus out to use what there is (the CPU when there is no GPU)")
 
@@ -117,23 +119,150 @@ def dtype_policy(precision: str, on_gpu: bool) -> str:
     raise ValueError(f"precision={precision!r} is invalid: expected auto, float32, mixed or bfloat16")
 
 
-def setup_devices(precision: str = "auto", jit: bool | None = None) -> dict:
-    """Memory growth on every GPU (so several workers can share one; `import_tensorflow` already
-    set it), the precision policy and XLA. ``auto`` means mixed precision and XLA on a GPU, float32
-    and no XLA on a CPU.
+def import_keras(backend: str, verbose: bool = False, gpus: str | None = None, cache_dir=None):
+    """Import Keras on `backend` (``tensorflow`` or ``jax``), quietly unless `verbose`.
 
-    Returns what was chosen: ``{"gpus", "policy", "jit"}``.
+    `gpus` (``"0,1"``) restricts this process to those GPU indices (refused with a UsageError
+    naming the GPUs there are when one does not exist). On JAX, `cache_dir` is where compiled
+    steps are kept (JAX's persistent compilation cache), so a configuration trained again (a
+    promotion, a resumed trial, a fresh trial process) loads its compiled step instead of
+    compiling it again. Returns the backend's module (``tensorflow`` or ``jax``).
     """
+    from .backend import select
+
+    select(backend)
+    if backend == "tensorflow":
+        module = import_tensorflow(verbose, gpus)
+    else:
+        module = _import_jax(verbose, gpus, cache_dir)
     import keras
+
+    if keras.backend.backend() != backend:
+        from .errors import UsageError
+
+        raise UsageError(f"Keras is already imported with the {keras.backend.backend()} backend in this process, "
+                         f"so a search cannot run on {backend} here; set KERAS_BACKEND={backend} before importing "
+                         "Keras, or run the search from the command line")
+    return module
+
+
+def _import_jax(verbose: bool, gpus: str | None, cache_dir):
+    # Take GPU memory as needed (as TensorFlow's memory growth): workers, and a trial process and
+    # its standby, can then share a GPU.
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    if not verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
+    with contextlib.nullcontext() if verbose else _stderr_to_devnull():
+        import jax
+
+        if gpus is not None:  # before the backend starts: visibility cannot change afterwards
+            jax.config.update("jax_cuda_visible_devices", ",".join(g.strip() for g in gpus.split(",")))
+        if cache_dir is not None:
+            jax.config.update("jax_compilation_cache_dir", str(cache_dir))
+            jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+            jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+        try:
+            found = [str(d) for d in jax.devices("gpu")]
+        except RuntimeError:  # no GPU platform here
+            found = []
+        import keras  # noqa: F401
+    if gpus is not None:
+        require_gpus(gpus, found, wanted_visible=True)
+    compile_clock.install()
+    return jax
+
+
+def gpu_names() -> list[str]:
+    """The GPUs this process's backend uses (none on a CPU)."""
+    import keras
+
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return [str(d) for d in jax.devices() if d.platform == "gpu"]
     import tensorflow as tf
 
-    gpus = tf.config.list_physical_devices("GPU")
-    for gpu in gpus:
-        with contextlib.suppress(RuntimeError):  # already initialised: growth can no longer change
-            tf.config.experimental.set_memory_growth(gpu, True)
+    return [g.name for g in tf.config.list_physical_devices("GPU")]
+
+
+class _CompileClock:
+    """Seconds JAX has spent tracing, lowering and compiling (or loading compiled) steps in
+    this process, from JAX's own monitoring events."""
+
+    EVENTS = ("/jax/core/compile/jaxpr_trace_duration", "/jax/core/compile/jaxpr_to_mlir_module_duration",
+              "/jax/core/compile/backend_compile_duration")
+
+    def __init__(self):
+        self.seconds, self.cache_hits, self._installed = 0.0, 0, False
+
+    def install(self) -> None:
+        if self._installed:
+            return
+        import jax
+
+        jax.monitoring.register_event_duration_secs_listener(self._on_duration)
+        jax.monitoring.register_event_listener(self._on_event)
+        self._installed = True
+
+    @property
+    def exact(self) -> bool:
+        """Whether compile time is measured (JAX), not estimated from the first batches."""
+        return self._installed
+
+    def _on_duration(self, event: str, duration: float, **kwargs) -> None:
+        if event in self.EVENTS:
+            self.seconds += duration
+
+    def _on_event(self, event: str, **kwargs) -> None:
+        if event == "/jax/compilation_cache/cache_hits":
+            self.cache_hits += 1
+
+
+compile_clock = _CompileClock()
+
+
+def setup_devices(precision: str = "auto", jit: bool | None = None) -> dict:
+    """The precision policy and XLA for this process's backend (GPU memory growth is already
+    set by `import_keras`). ``auto`` means mixed precision on a GPU and float32 on a CPU; XLA on
+    a GPU on TensorFlow, always on JAX (whose steps are always compiled).
+
+    Returns what was chosen: ``{"backend", "gpus", "policy", "jit"}``.
+    """
+    import keras
+
+    backend = keras.backend.backend()
+    gpus = gpu_names()
     policy = dtype_policy(precision, bool(gpus))
     keras.mixed_precision.set_global_policy(policy)
-    return {"gpus": [g.name for g in gpus], "policy": policy, "jit": bool(gpus) if jit is None else jit}
+    default_jit = True if backend == "jax" else bool(gpus)
+    return {"backend": backend, "gpus": gpus, "policy": policy, "jit": default_jit if jit is None else jit}
+
+
+def out_of_memory(message: str) -> Exception:
+    """The error this process's backend raises when a device runs out of memory."""
+    import keras
+
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return jax.errors.JaxRuntimeError(f"RESOURCE_EXHAUSTED: {message}")
+    import tensorflow as tf
+
+    return tf.errors.ResourceExhaustedError(None, None, message)
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether `error` is a device running out of memory, on either backend (TensorFlow's
+    ResourceExhaustedError; XLA's RESOURCE_EXHAUSTED status, which JAX raises as a runtime error)."""
+    return (type(error).__name__ == "ResourceExhaustedError"
+            or (isinstance(error, RuntimeError) and str(error).startswith("RESOURCE_EXHAUSTED")))
+
+
+def error_line(error: BaseException) -> str:
+    """The first line of an error's message (TensorFlow's errors keep it in `.message`)."""
+    text = str(getattr(error, "message", None) or error)
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def versions() -> dict[str, str]:
@@ -141,7 +270,7 @@ def versions() -> dict[str, str]:
     from importlib import metadata
 
     out = {"python": platform.python_version()}
-    for dist in ("tensorflow", "keras", "keras-tuner", "tensorboard", "numpy", "scikit-learn"):
+    for dist in ("tensorflow", "jax", "jaxlib", "keras", "keras-tuner", "tensorboard", "numpy", "scikit-learn"):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:

@@ -21,7 +21,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 
-from .config import RUN_KEYS, SearchConfig
+from .config import RUN_KEY_BEFORE, RUN_KEYS, SearchConfig
 from .engine.finish import SearchResult
 from .errors import Recycled, SearchError, SystematicFailure, UsageError
 from .store import RunFolder
@@ -87,6 +87,9 @@ def owned_run(config: SearchConfig, space) -> Iterator[tuple[RunFolder, int, boo
         (folder, lock_fd, resuming): `lock_fd` for child processes to inherit; `resuming` when
         the folder holds an earlier session of this run.
     """
+    from .backend import select
+
+    select(config.backend)  # before anything imports Keras, here and in every child process
     folder = RunFolder(config.run_dir)
     folder.check_lock()  # another search on this folder: refuse now, before any work
     resuming = _check_existing_run(folder, config, space)
@@ -127,7 +130,8 @@ def _check_existing_run(folder: RunFolder, config: SearchConfig, space) -> bool:
     except UsageError:
         raise UsageError(f"{folder.run_json} is unreadable; pass --overwrite to start this run afresh") from None
     now = config.identity(space.name)
-    diffs = [f"{k} {old.get(k)!r} (now {now[k]!r})" for k in RUN_KEYS if old.get(k) != now[k]]
+    old = {k: old.get(k, RUN_KEY_BEFORE.get(k)) for k in RUN_KEYS}
+    diffs = [f"{k} {old[k]!r} (now {now[k]!r})" for k in RUN_KEYS if old[k] != now[k]]
     if diffs:
         raise UsageError(f"{folder.path} holds a run made with {', '.join(diffs)}; resume it with the same "
                          "options, choose another --name, or pass --overwrite to replace it")

@@ -57,7 +57,8 @@ FIXED_COLUMNS = ("trial_id", "run", "bracket", "round", "status", "epochs", "val
 # The order of a trial file's keys: the order in which a trial fills them in.
 _FILE_ORDER = ("trial_id", "run", "parent", "bracket", "round", "initial_epoch", "epochs", "params", "flops", "spec",
                "values", "hyperparameters", "started", "resumed_from_epoch", "epoch_seconds", "checkpoint_seconds",
-               "oom_retry_batch_size", "build_seconds", "fit_seconds", "history", "seconds", "status",
+               "oom_retry_batch_size", "build_seconds", "compile_seconds", "compile_measure", "fit_seconds",
+               "history", "seconds", "status",
                "val_accuracy", "best_step", "error")
 # Keys today's trial files carry even when null, and the field that says they apply: a trial that
 # ran names its parent (null in a first round); an ended trial its score and best step (null if it failed).
@@ -87,6 +88,8 @@ class TrialRecord:
     seconds: float | None = None
     fit_seconds: float = 0.0
     build_seconds: float = 0.0
+    compile_seconds: float = 0.0             # part of fit_seconds: tracing and compiling the train/test steps
+    compile_measure: str | None = None       # "measured" (JAX's compile events) or "estimated" (first batches)
     checkpoint_seconds: float = 0.0
     epoch_seconds: list = field(default_factory=list)
     history: dict = field(default_factory=dict)
@@ -375,7 +378,7 @@ def _remove_empty(created: list[pathlib.Path]) -> None:
 # ----- a finished (or interrupted) run, for export, the report and the benchmarks ----------------
 @dataclasses.dataclass
 class Run:
-    """A run folder's metadata and trial records (no TensorFlow needed)."""
+    """A run folder's metadata and trial records (no Keras needed)."""
 
     folder: RunFolder
     info: dict[str, Any]                     # run.json
@@ -390,6 +393,11 @@ class Run:
     @property
     def name(self) -> str:
         return self.folder.name
+
+    @property
+    def backend(self) -> str:
+        """The Keras backend the run was searched on (runs from before the choice: TensorFlow)."""
+        return self.info.get("backend") or (self.info.get("config") or {}).get("backend") or "tensorflow"
 
     def completed(self) -> list[TrialRecord]:
         return [r for r in self.records.values() if r.completed]

@@ -51,6 +51,70 @@ class EpochTimer(keras.callbacks.Callback):
         self.record.epoch_seconds.append(round(time.perf_counter() - self._t0, 3))
 
 
+class CompileTimer(keras.callbacks.Callback):
+    """Seconds a fit spends tracing and compiling its train and test steps, added to `record`
+    and written to the configuration's TensorBoard run (``compile_seconds``).
+
+    On JAX they are measured: the durations JAX reports for tracing, lowering and compiling (or
+    loading a step from the persistent compilation cache) during the fit. On TensorFlow they
+    are estimated: the first training (and validation) batch's time over the median of the
+    next ones.
+    """
+
+    SAMPLES = 8
+
+    def __init__(self, record: TrialRecord, logdir: pathlib.Path | None = None):
+        super().__init__()
+        from ..runtime import compile_clock
+
+        self.record, self.logdir, self.clock = record, logdir, compile_clock
+        self._times: dict[str, list[float]] = {"train": [], "test": []}
+        self._t0 = 0.0
+
+    def on_train_begin(self, logs=None):
+        self._start, self._first_epoch = self.clock.seconds, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._first_epoch = epoch if self._first_epoch is None else self._first_epoch
+
+    def _begin(self, batch, logs=None):
+        self._t0 = time.perf_counter()
+
+    def _end(self, kind: str):
+        times = self._times[kind]
+        if len(times) < self.SAMPLES:
+            times.append(time.perf_counter() - self._t0)
+
+    on_train_batch_begin = on_test_batch_begin = _begin
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._end("train")
+
+    def on_test_batch_end(self, batch, logs=None):
+        self._end("test")
+
+    def seconds(self) -> float:
+        if self.clock.exact:
+            return self.clock.seconds - self._start
+        extra = 0.0
+        for times in self._times.values():
+            if len(times) >= 2:
+                rest = sorted(times[1:])
+                extra += max(0.0, times[0] - rest[len(rest) // 2])
+            elif times:
+                extra += times[0]
+        return extra
+
+    def on_train_end(self, logs=None):
+        seconds = self.seconds()
+        self.record.compile_seconds = round(self.record.compile_seconds + seconds, 3)
+        self.record.compile_measure = "measured" if self.clock.exact else "estimated"
+        if self.logdir is not None:
+            from ..tensorboard_log import write_scalars
+
+            write_scalars(self.logdir, {"compile_seconds": seconds}, step=self._first_epoch or 0)
+
+
 def _add_checkpoint_time(record: TrialRecord | None, t0: float) -> None:
     if record is not None:
         record.checkpoint_seconds = round(record.checkpoint_seconds + time.perf_counter() - t0, 3)
@@ -160,9 +224,9 @@ class FaultInjector(keras.callbacks.Callback):
         if self.fault == "raise":
             raise RuntimeError("injected fault: a bug in this configuration")
         if self.fault == "oom-always" or (self.fault == "oom" and self.batch_size == self.sampled):
-            import tensorflow as tf
+            from ..runtime import out_of_memory
 
-            raise tf.errors.ResourceExhaustedError(None, None, f"injected OOM at batch size {self.batch_size}")
+            raise out_of_memory(f"injected OOM at batch size {self.batch_size}")
         if self.fault == "nan" and batch == 0:
             for w in self.model.trainable_weights:
                 w.assign(keras.ops.full_like(w, float("nan")))

@@ -65,7 +65,8 @@ def finish_run(ctx, tuner, replicas: int) -> SearchResult:
     tb_cmd = tensorboard_command(folder.path)
     log(f"best: trial {best['trial_id']} val_accuracy {best['val_accuracy']:.4f} test_accuracy "
         f"{best['test_accuracy']:.4f} ({best['params']:,} parameters); {len(records)} trials in "
-        f"{fmt_time(summary['wall_seconds'])} ({100 * summary['fit_share']:.0f}% of it training)")
+        f"{fmt_time(summary['wall_seconds'])} ({100 * summary['fit_share']:.0f}% of it training, "
+        f"{100 * summary['compile_share']:.0f}% compiling steps, on {summary['backend']})")
     log(f"results: {folder.path}/leaderboard.md, best.json, summary.json, report/report.md")
     log(f"view the trials: {tb_cmd}")
     _, rows = leaderboard_rows(records.values())
@@ -77,6 +78,7 @@ def _summary(ctx, tuner, records, best: dict, replicas: int) -> dict[str, Any]:
 
     cfg, data = ctx.config, ctx.data
     fit_seconds = sum(r.fit_seconds for r in records.values()) + best.get("test_eval_seconds", 0.0)
+    compile_seconds = sum(r.compile_seconds for r in records.values())
     wall = ctx.sessions.previous_wall + ctx.sessions.current["wall_seconds"]
     return {
         "name": cfg.name, "space": ctx.space.name, "dataset": data.name, "seed": cfg.seed,
@@ -85,6 +87,10 @@ def _summary(ctx, tuner, records, best: dict, replicas: int) -> dict[str, Any]:
         "rejected_draws": tuner.oracle.rejected,
         "wall_seconds": round(wall, 1), "fit_seconds": round(fit_seconds, 1),
         "fit_share": round(fit_seconds / wall, 3) if wall else None,
+        # Tracing and compiling steps: part of fit_seconds (measured on JAX, estimated on TensorFlow).
+        "compile_seconds": round(compile_seconds, 1),
+        "compile_share": round(compile_seconds / wall, 3) if wall else None,
+        "backend": ctx.devices["backend"],
         "best_trial": best["trial_id"], "best_val_accuracy": best["val_accuracy"],
         "best_test_accuracy": best["test_accuracy"],
         "hyperband": {"max_epochs": cfg.max_epochs, "factor": cfg.factor, "iterations": cfg.iterations},

@@ -1,6 +1,6 @@
 """A finished run's data, hypermodel and trained models, rebuilt from its folder (for export).
 
-Importing this module does not import TensorFlow; each function imports what it needs.
+Importing this module does not import Keras; each function imports what it needs.
 """
 
 from __future__ import annotations
@@ -11,10 +11,13 @@ from ..store import Run
 
 def load_run_data(run: Run, verbose: bool = False):
     """The run's dataset, split exactly as during the search (same name, seed, image size)."""
+    from ..backend import configured, installed
     from ..data import load_data
-    from ..runtime import import_tensorflow
+    from ..runtime import import_keras
 
-    import_tensorflow(verbose)
+    # The run's own backend (same numbers as in the search); else this machine's (.keras files and
+    # checkpoints are the same on every backend).
+    import_keras(run.backend if installed(run.backend) else configured(), verbose)
     size = run.info.get("image_size")
     return load_data(run.info["dataset"], seed=int(run.info.get("seed", 0)), image_size=tuple(size) if size else None,
                      skip_bad_images=True)

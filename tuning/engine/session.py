@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -108,10 +109,13 @@ def _load(ctx: Context, announce: bool) -> None:
     from search_spaces import Sampler
 
     from ..data import load_data
-    from ..runtime import import_tensorflow, setup_devices
+    from ..runtime import import_keras, setup_devices
 
     cfg = ctx.config
-    import_tensorflow(cfg.verbose, cfg.gpus)  # before anything imports keras: its start-up noise stays hidden
+    # A worker started by --workers has been handed its GPU (CUDA_VISIBLE_DEVICES) already.
+    gpus = None if ctx.role == "worker" and "CUDA_VISIBLE_DEVICES" in os.environ else cfg.gpus
+    # Before anything else imports Keras: the backend is set, and its start-up noise stays hidden.
+    import_keras(cfg.backend or "tensorflow", cfg.verbose, gpus, cache_dir=ctx.folder.path / "compile_cache")
     ctx.data = load_data(cfg.dataset, seed=cfg.seed, image_size=cfg.image_size, skip_bad_images=cfg.skip_bad_images)
     ctx.sampler = Sampler(ctx.space, ctx.data.net_input_shape, ctx.data.num_classes)
     if ctx.sampler.note and ctx.role != "worker" and announce:
@@ -136,13 +140,8 @@ def _make_tuner(ctx: Context, handover: bool):
     from .kt_internals import keras_tuner_debug
     from .tuner import ResNetTuner
 
-    cfg, kwargs, replicas = ctx.config, {}, 1
-    if cfg.strategy == "mirrored":
-        import tensorflow as tf
-
-        strategy = tf.distribute.MirroredStrategy()
-        replicas = strategy.num_replicas_in_sync
-        kwargs["distribution_strategy"] = strategy
+    cfg = ctx.config
+    kwargs, replicas = _distribution(cfg.strategy)
     hypermodel = ResNetHyperModel(ctx.space, ctx.data, max_epochs=cfg.max_epochs, sampler=ctx.sampler,
                                   seed=cfg.seed, jit_compile=ctx.devices["jit"], replicas=replicas)
     keras_tuner_debug(cfg.verbose)  # keras-tuner prints every failed trial's traceback when DEBUG is on
@@ -153,6 +152,24 @@ def _make_tuner(ctx: Context, handover: bool):
     if ctx.role != "worker" and not any(tuner.logdir.glob("events.out.tfevents.*")):
         write_experiment_config(tuner.logdir, tuner.oracle.get_space().space, ctx.sampler.aliases)
     return tuner, replicas
+
+
+def _distribution(strategy: str | None) -> tuple[dict, int]:
+    """(keras-tuner's keyword arguments, replicas) of ``--strategy``: TensorFlow's
+    MirroredStrategy (keras-tuner's `distribution_strategy`), or on JAX Keras' `DataParallel`
+    distribution over every visible device, set for the whole process."""
+    if not strategy:
+        return {}, 1
+    import keras
+
+    if keras.backend.backend() == "jax":
+        devices = keras.distribution.list_devices()
+        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+        return {}, len(devices)
+    import tensorflow as tf
+
+    mirrored = tf.distribute.MirroredStrategy()
+    return {"distribution_strategy": mirrored}, mirrored.num_replicas_in_sync
 
 
 def _quiet(verbose: bool):
@@ -189,7 +206,8 @@ def _maybe_hand_over(ctx: Context, baseline: list[float], more_to_do: bool) -> N
 
 
 def _device_text(devices: dict) -> str:
-    return ((f"{len(devices['gpus'])} GPU(s)" if devices["gpus"] else "CPU") + f", {devices['policy']}"
+    return ((f"{len(devices['gpus'])} GPU(s)" if devices["gpus"] else "CPU") + f", {devices['backend']}"
+            + f", {devices['policy']}"
             + (", XLA" if devices["jit"] else ""))
 
 
@@ -206,7 +224,7 @@ def _announce(ctx: Context, tuner, replicas: int, resuming: bool, continuing: bo
                 f"max_epochs={cfg.max_epochs} factor={cfg.factor} iterations={cfg.iterations}, {planned} trials "
                 f"on {device}; results in {ctx.folder.path}")
     if replicas > 1 or cfg.strategy:
-        ctx.log(f"mirrored over {replicas} replica(s): each trial's sampled batch size is per replica, so the "
+        ctx.log(f"data-parallel over {replicas} replica(s): each trial's sampled batch size is per replica, so the "
                 f"global batch is {replicas}x the batch_size in the leaderboard")
 
 

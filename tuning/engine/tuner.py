@@ -28,10 +28,11 @@ import keras
 import keras_tuner as kt
 
 from ..faults import fault_for, score_step
-from ..runtime import write_json
+from ..runtime import error_line, is_out_of_memory, write_json
 from ..store import TrialRecord
 from ..tensorboard_log import TrialLogger, tensorboard_callback, write_status
 from .callbacks import (
+    CompileTimer,
     EpochTimer,
     FaultInjector,
     ResumeCheckpoint,
@@ -139,7 +140,7 @@ class ResNetTuner(kt.Hyperband):
         base_callbacks = list(kwargs.pop("callbacks", []))
 
         def attempt(batch_size: int):
-            callbacks = [EpochTimer(record), *base_callbacks,
+            callbacks = [EpochTimer(record), CompileTimer(record, self.logdir / record.run), *base_callbacks,
                          *self._logging_callbacks(record, cost, resume, best_before),
                          ResumeCheckpoint(trial_dir, state, self.oracle.objective, record),
                          TunerCallback(self, trial), checkpoint]
@@ -180,21 +181,20 @@ class ResNetTuner(kt.Hyperband):
     @staticmethod
     def _fit_halving_on_oom(attempt, batch_size: int, record: TrialRecord):
         """`attempt(batch_size)`; out of memory: once more at half the batch size."""
-        import tensorflow as tf
-
         try:
-            try:
-                return attempt(batch_size)
-            except tf.errors.ResourceExhaustedError:
-                if batch_size < 2:
-                    raise
-                record.oom_retry_batch_size = batch_size // 2
-                keras.backend.clear_session()
-                return attempt(batch_size // 2)
-        except tf.errors.ResourceExhaustedError as e:
-            raise kt.errors.FailedTrialError(
-                f"out of memory at batch size {batch_size} and again at {batch_size // 2}: "
-                f"{str(e.message).splitlines()[0][:120]}") from None
+            return attempt(batch_size)
+        except Exception as e:
+            if not is_out_of_memory(e) or batch_size < 2:
+                raise
+        record.oom_retry_batch_size = batch_size // 2
+        keras.backend.clear_session()
+        try:
+            return attempt(batch_size // 2)
+        except Exception as e:
+            if not is_out_of_memory(e):
+                raise
+            raise kt.errors.FailedTrialError(f"out of memory at batch size {batch_size} and again at "
+                                             f"{batch_size // 2}: {error_line(e)[:120]}") from None
 
     def _seed_run(self, run: str) -> None:
         """Same configuration, same initial weights, whatever order the trials run in."""
