@@ -30,7 +30,7 @@ from tuning.data import Data  # noqa: E402
 
 
 def old_pipeline(data: Data, split: str, batch_size: int):
-    """Today's (before PyDataset) evaluation pipeline: tf.data, cached, batched in order, prefetched."""
+    """The evaluation pipeline before PyDataset: tf.data, cached, batched in order, prefetched."""
     import tensorflow as tf
 
     x, y = data.arrays(split)
@@ -44,7 +44,7 @@ def old_pipeline(data: Data, split: str, batch_size: int):
 
 
 def old_training_pipeline(data: Data, split: str, batch_size: int, *, seed: int, initial_epoch: int, epochs: int):
-    """Today's (before PyDataset) training pipeline: a tf.data generator of the (seed, epoch) batches."""
+    """The one before PyDataset training pipeline: a tf.data generator of the (seed, epoch) batches."""
     import tensorflow as tf
 
     x, y = data.arrays(split)

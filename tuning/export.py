@@ -35,7 +35,7 @@ from typing import Any
 
 from .engine.restore import hypermodel_for, load_run_data, load_trial_model
 from .errors import UsageError
-from .runtime import versions, write_atomic, write_json
+from .runtime import quiet_stderr, versions, write_atomic, write_json
 from .store import Run, TrialRecord, open_run
 
 FORMATS = ("keras", "savedmodel", "tflite")
@@ -226,7 +226,9 @@ def _save_formats(folder: pathlib.Path, clean, formats: Sequence[str], test, exp
 
     files = {}
     keras_path = folder / "model.keras"
-    clean.save(keras_path)
+    # On JAX, Keras' saving imports TensorFlow where it is installed: keep its start-up log quiet.
+    with contextlib.nullcontext() if verbose else quiet_stderr():
+        clean.save(keras_path)
     files["keras"] = "model.keras"
     shipped = keras.saving.load_model(keras_path, safe_mode=True)
     test_acc, probs = _accuracy(shipped, *test)

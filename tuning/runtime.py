@@ -13,7 +13,7 @@ from typing import Any
 
 
 @contextlib.contextmanager
-def _stderr_to_devnull():
+def quiet_stderr():
     """Send file descriptor 2 to /dev/null (C++ libraries write there, bypassing sys.stderr)."""
     try:
         sys.stderr.flush()
@@ -47,7 +47,7 @@ def import_tensorflow(verbose: bool = False, gpus: str | None = None):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
         os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
-    ctx = contextlib.nullcontext() if verbose else _stderr_to_devnull()
+    ctx = contextlib.nullcontext() if verbose else quiet_stderr()
     with ctx:
         import tensorflow as tf  # noqa: I001 (TensorFlow first, then Keras on top of it)
         import keras  # noqa: F401
@@ -153,7 +153,7 @@ def _import_jax(verbose: bool, gpus: str | None, cache_dir):
     if not verbose:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
-    with contextlib.nullcontext() if verbose else _stderr_to_devnull():
+    with contextlib.nullcontext() if verbose else quiet_stderr():
         import jax
 
         if gpus is not None:  # before the backend starts: visibility cannot change afterwards
