@@ -4,7 +4,7 @@ and compile shares of wall time, and the GPU utilisation sampled while it ran.
     python scripts/gpu_figures.py RUN_DIR [UTIL_CSV] [--json OUT]
 
 Works on a finished run (summary.json) and on one stopped part-way (trial records and
-state.json): trials per hour are then over the trials done. UTIL_CSV holds lines of
+state.json): the figures are then over the trials done, up to the end of the last one. UTIL_CSV holds lines of
 ``nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv,noheader,nounits``.
 """
 
@@ -37,6 +37,19 @@ def utilisation(path: str | None) -> dict:
             "gpu_busy_share": round(len(busy) / len(util), 3), "gpu_memory_max_mb": max(mem), "samples": len(util)}
 
 
+def _wall_to_last_trial(state: dict, records: dict) -> float:
+    """A run cut part-way: its sessions' wall time up to the end of its last finished trial (the
+    trial cut off is in no record, so it would count as time not training)."""
+    import datetime
+
+    sessions = state.get("sessions", [])
+    ends = [r.started + r.seconds for r in records.values() if r.started and r.seconds]
+    if len(sessions) != 1 or not ends:
+        return sum(s.get("wall_seconds", 0) for s in sessions)
+    began = datetime.datetime.strptime(sessions[0]["started"], "%Y-%m-%dT%H:%M:%S%z").timestamp()
+    return max(ends) - began
+
+
 def figures(run_dir: pathlib.Path) -> dict:
     from tuning.store import RunFolder
 
@@ -44,7 +57,7 @@ def figures(run_dir: pathlib.Path) -> dict:
     records = folder.records()
     state = folder.read("state.json") or {}
     summary = folder.read("summary.json") or {}
-    wall = summary.get("wall_seconds") or sum(s.get("wall_seconds", 0) for s in state.get("sessions", []))
+    wall = summary.get("wall_seconds") or _wall_to_last_trial(state, records)
     fit = sum(r.fit_seconds for r in records.values())
     compiled = sum(r.compile_seconds for r in records.values())
     scores = [r.val_accuracy for r in records.values() if r.val_accuracy is not None]
