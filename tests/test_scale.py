@@ -52,6 +52,17 @@ def test_mixed_precision_and_mirrored_strategy_search_on_cpu(tiny_space, tmp_pat
     assert 0 <= card["test_accuracy"] <= 1
 
 
+def test_xla_steps_are_kept_in_the_runs_compilation_cache_on_tensorflow(tiny_space, tmp_path):
+    done = subprocess.run([sys.executable, "-m", "tuning.search", "--space", tiny_space, "--results-dir", str(tmp_path),
+                           "--jit", "--max-epochs", "1", "--backend", "tensorflow"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = tmp_path / "tiny-digits"
+    assert list((run / "compile_cache").glob("xla_compile_cache__*"))  # TensorFlow's XLA cache entries
+    (record,) = [json.loads(p.read_text()) for p in (run / "trials").glob("*.json")]
+    assert record["compile_measure"] == "estimated" and 0 < record["compile_seconds"] < record["fit_seconds"]
+
+
 def test_xla_training_step_runs_on_cpu():
     import keras_tuner as kt
 

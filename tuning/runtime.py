@@ -123,15 +123,21 @@ def import_keras(backend: str, verbose: bool = False, gpus: str | None = None, c
     """Import Keras on `backend` (``tensorflow`` or ``jax``), quietly unless `verbose`.
 
     `gpus` (``"0,1"``) restricts this process to those GPU indices (refused with a UsageError
-    naming the GPUs there are when one does not exist). On JAX, `cache_dir` is where compiled
-    steps are kept (JAX's persistent compilation cache), so a configuration trained again (a
-    promotion, a resumed trial, a fresh trial process) loads its compiled step instead of
-    compiling it again. Returns the backend's module (``tensorflow`` or ``jax``).
+    naming the GPUs there are when one does not exist). `cache_dir` is where compiled steps are
+    kept (JAX's persistent compilation cache; TensorFlow's XLA cache when XLA is on), so a
+    configuration trained again (a promotion, a resumed trial, a fresh trial process) loads its
+    compiled step instead of compiling it again. Returns the backend's module (``tensorflow``
+    or ``jax``).
     """
     from .backend import select
 
     select(backend)
     if backend == "tensorflow":
+        flags = os.environ.get("TF_XLA_FLAGS", "")
+        if cache_dir is not None and "--tf_xla_persistent_cache_directory" not in flags:
+            # With XLA (--jit), TensorFlow's own persistent cache of compiled steps, read when
+            # TensorFlow first compiles; it makes the folder when it first writes.
+            os.environ["TF_XLA_FLAGS"] = f"{flags} --tf_xla_persistent_cache_directory={cache_dir}".strip()
         module = import_tensorflow(verbose, gpus)
     else:
         module = _import_jax(verbose, gpus, cache_dir)
@@ -194,7 +200,7 @@ class _CompileClock:
               "/jax/core/compile/backend_compile_duration")
 
     def __init__(self):
-        self.seconds, self.cache_hits, self._installed = 0.0, 0, False
+        self.seconds, self._installed = 0.0, False
 
     def install(self) -> None:
         if self._installed:
@@ -202,7 +208,6 @@ class _CompileClock:
         import jax
 
         jax.monitoring.register_event_duration_secs_listener(self._on_duration)
-        jax.monitoring.register_event_listener(self._on_event)
         self._installed = True
 
     @property
@@ -213,10 +218,6 @@ class _CompileClock:
     def _on_duration(self, event: str, duration: float, **kwargs) -> None:
         if event in self.EVENTS:
             self.seconds += duration
-
-    def _on_event(self, event: str, **kwargs) -> None:
-        if event == "/jax/compilation_cache/cache_hits":
-            self.cache_hits += 1
 
 
 compile_clock = _CompileClock()
