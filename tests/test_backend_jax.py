@@ -140,6 +140,15 @@ def test_data_parallel_on_two_jax_devices(jax_env, tiny_space, tmp_path):
     assert code == 2 and "use --strategy data-parallel" in err and not (tmp_path / "x").exists()
 
 
+def test_chief_and_two_workers_on_jax(jax_env, tiny_space, tmp_path):
+    code, out, err = jax_run_cli(jax_env, "--space", tiny_space, "--results-dir", str(tmp_path), "--workers", "2",
+                                 "--backend", "jax")
+    assert code == 0, (out + err)[-3000:]
+    assert "[worker0] worker on CPU, jax" in out and "[worker1] worker on CPU, jax" in out
+    summary = json.loads((tmp_path / "tiny-digits" / "summary.json").read_text())
+    assert summary["backend"] == "jax" and summary["completed_trials"] == summary["trials"] == 5
+
+
 def test_a_run_resumes_only_on_its_backend(finished_run, tiny_space):
     _, _, results = finished_run  # searched on TensorFlow
     before = {p: p.stat().st_mtime_ns for p in (results / "tiny-digits").rglob("*") if p.is_file()}
