@@ -13,6 +13,8 @@ import urllib.request
 import numpy as np
 import pytest
 
+from .test_search import read_tensorboard
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 RUN = "trial_0000"
 HPARAMS = {"depth": 8, "optimizer": "sgd", "learning_rate": 0.01, "preact": True, "bracket": 1,
@@ -57,26 +59,15 @@ def write_run(logdir: str) -> None:
 
 
 def read_back(logdir: pathlib.Path):
-    """(multiplexer, {run: session hparams}, experiment, scalars(run, tag) -> [(step, value)])."""
-    from tensorboard.backend.event_processing import event_multiplexer
+    """`read_tensorboard`'s (multiplexer, sessions, experiment, scalars), having checked that every
+    HParams session names its run and has a start time."""
     from tensorboard.plugins.hparams import metadata
-    from tensorboard.util import tensor_util
 
-    mux = event_multiplexer.EventMultiplexer()
-    mux.AddRunsFromDirectory(str(logdir))
-    mux.Reload()
-
-    def scalars(run, tag):
-        return [(e.step, float(tensor_util.make_ndarray(e.tensor_proto))) for e in mux.Tensors(run, tag)]
-
-    sessions, experiment = {}, None
+    mux, sessions, experiment, scalars = read_tensorboard(logdir)
     for run, tags in mux.PluginRunToTagToContent(metadata.PLUGIN_NAME).items():
         if metadata.SESSION_START_INFO_TAG in tags:
             info = metadata.parse_session_start_info_plugin_data(tags[metadata.SESSION_START_INFO_TAG])
             assert info.group_name == run and info.start_time_secs > 0
-            sessions[run] = {k: getattr(v, v.WhichOneof("kind")) for k, v in info.hparams.items()}
-        if metadata.EXPERIMENT_TAG in tags:
-            experiment = metadata.parse_experiment_plugin_data(tags[metadata.EXPERIMENT_TAG])
     return mux, sessions, experiment, scalars
 
 
