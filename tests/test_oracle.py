@@ -147,6 +147,17 @@ def test_failed_trials_and_distributed_end_orders(tmp_path):
     assert surviving_checkpoints(tmp_path) == {oracle.get_best_trials(1)[0].trial_id}
 
 
+def test_a_round_closed_by_failures_still_promotes_its_last_trials(tmp_path):
+    """Found by the property test below: round 1 of the largest bracket (5 trials, 3 failed) fills
+    only 2 of round 2's 3 slots and closes the third; round 3 (2 slots) must still take both of
+    round 2's trials, or the second is never promoted and its checkpoint is never freed."""
+    oracle = simulate(tmp_path, lambda i: 0.25, fail={10, 11, 12}, rng=random.Random(0), max_epochs=9, factor=2)
+    last = [t for t in oracle.trials.values() if t.hyperparameters.values["tuner/bracket"] == 3
+            and t.hyperparameters.values["tuner/round"] == 3]
+    assert len(last) == 2
+    assert surviving_checkpoints(tmp_path) == {oracle.get_best_trials(1)[0].trial_id}
+
+
 def test_promotion_among_ties_is_the_ranking_order(tmp_path):
     oracle = simulate(tmp_path, lambda i: 0.5, rng=random.Random(1))
     for t in oracle.trials.values():

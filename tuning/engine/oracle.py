@@ -100,7 +100,10 @@ class ResNetOracle(HyperbandOracle):
         waiting = [self.trials[info["id"]] for info in rounds[r - 1]
                    if info["id"] is not None and info["id"] not in taken]
         finished = [t for t in waiting if t.status in ("COMPLETED", "FAILED", "INVALID")]
-        if len(finished) <= past_size - size:
+        # A slot of round r-1 closed because every candidate for it failed counts as finished:
+        # otherwise its last finished trials could never be promoted (nor their checkpoints freed).
+        closed = sum(info["id"] is None for info in rounds[r - 1])
+        if len(finished) + closed <= past_size - size:
             return None
         scored = [t for t in finished if t.status == "COMPLETED" and t.score is not None]
         if not scored:
