@@ -1,6 +1,7 @@
-"""Write a folder of class subfolders of PNG images that a network can learn, for benchmarks.
+"""Write a folder of class subfolders of PNG or JPEG images that a network can learn, for benchmarks.
 
     python scripts/make_synthetic_images.py OUT --images 50000 --size 32 --classes 10
+    python scripts/make_synthetic_images.py OUT --images 20000 --size 256 --classes 3 --format jpg
 
 Each class has its own smooth colour pattern; every image is its class's pattern shifted by
 up to a quarter of the image, scaled in brightness, with pixel noise. Deterministic for a
@@ -32,7 +33,7 @@ def class_patterns(classes: int, size: int, seed: int) -> np.ndarray:
 def write_chunk(args) -> int:
     from PIL import Image
 
-    root, patterns, start, stop, seed = args
+    root, patterns, start, stop, seed, ext = args
     rng = np.random.default_rng([seed, start])
     classes, size = patterns.shape[0], patterns.shape[1]
     for i in range(start, stop):
@@ -40,7 +41,7 @@ def write_chunk(args) -> int:
         shift = rng.integers(-size // 4, size // 4 + 1, size=2)
         img = np.roll(patterns[c], tuple(shift), axis=(0, 1)) * rng.uniform(0.6, 1.0)
         img = np.clip(img + rng.normal(0, 0.15, img.shape), 0, 1)
-        Image.fromarray((img * 255).astype("uint8")).save(root / f"class_{c:02d}" / f"{i:06d}.png")
+        Image.fromarray((img * 255).astype("uint8")).save(root / f"class_{c:02d}" / f"{i:06d}.{ext}", quality=90)
     return stop - start
 
 
@@ -51,13 +52,15 @@ def main() -> None:
     p.add_argument("--size", type=int, default=32)
     p.add_argument("--classes", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--format", choices=("png", "jpg"), default="png")
     args = p.parse_args()
     root = pathlib.Path(args.out)
     for c in range(args.classes):
         (root / f"class_{c:02d}").mkdir(parents=True, exist_ok=True)
     patterns = class_patterns(args.classes, args.size, args.seed)
     step = 1000
-    chunks = [(root, patterns, s, min(s + step, args.images), args.seed) for s in range(0, args.images, step)]
+    chunks = [(root, patterns, s, min(s + step, args.images), args.seed, args.format)
+              for s in range(0, args.images, step)]
     with ProcessPoolExecutor(max_workers=os.cpu_count()) as pool:
         done = sum(pool.map(write_chunk, chunks))
     print(f"wrote {done} images of {args.size}x{args.size} in {args.classes} classes to {root}")

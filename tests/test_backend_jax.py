@@ -3,6 +3,7 @@ TensorBoard, kill -9 and resume, report and export; and how the backend is chose
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -35,9 +36,11 @@ def jax_env(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def jax_run(jax_env, tiny_space, tmp_path_factory):
-    """(run folder, stdout) of a finished tiny search on JAX without TensorFlow."""
+    """(run folder, stdout) of a finished tiny search on JAX without TensorFlow, its stdout a pipe,
+    showing the progress of every epoch."""
     results = tmp_path_factory.mktemp("jax_results")
-    code, out, err = jax_run_cli(jax_env, "--space", tiny_space, "--results-dir", str(results), "--backend", "jax")
+    code, out, err = jax_run_cli({**jax_env, "TUNING_PROGRESS_AFTER": "0"}, "--space", tiny_space, "--results-dir",
+                                 str(results), "--backend", "jax")
     assert code == 0, err[-3000:]
     return results / "tiny-digits", out
 
@@ -72,6 +75,14 @@ def test_search_on_jax_without_tensorflow(jax_run):
         assert [s for s, _ in scalars(f"{name}/validation", "epoch_accuracy")] == list(range(n))
     report = (run / "report" / "report.md").read_text()
     assert "| Keras backend | jax |" in report and "measured" in report
+    # Progress inside trials, off a terminal: one plain line per epoch trained, numbered as Hyperband
+    # counts them (a promoted trial goes on from its parent's epochs), and no event line.
+    shown = re.findall(r"^  trial (\d{4}) epoch (\d+)/(\d+): [\d,]+ images/s, trial ~[\d:]+ left, search ~[\d:]+ "
+                       r"left$", out, re.M)
+    trained = [(r["trial_id"], str(e), str(r["epochs"])) for r in records.values()
+               for e in range(r["initial_epoch"] + 1, r["epochs"] + 1)]
+    assert sorted(shown) == sorted(trained) and any(r["initial_epoch"] for r in records.values())
+    assert "\x1e" not in out
 
 
 def test_kill_9_and_resume_on_jax_matches_uninterrupted(jax_run, jax_env, tiny_space, tmp_path):

@@ -168,26 +168,43 @@ def write_folder(root, bad: bool):
     return colours
 
 
+def all_images(data: Data, split: str) -> np.ndarray:
+    """Every image of a split, through its evaluation pipeline."""
+    ds = data.pipeline(split, 4)
+    return np.concatenate([ds[i][0] for i in range(ds.num_batches)])
+
+
 def test_image_folder_decoded_with_pillow(tmp_path):
     from PIL import Image
+
+    from tuning.images import BadImage
 
     root = tmp_path / "pets"
     colours = write_folder(root, bad=True)
     bad = root / "dog" / "broken.png"
-    with pytest.raises(DataError) as err:
-        load_image_folder(root, (6, 4), seed=0)
-    assert str(err.value) == (f"cannot read image {bad} (not an image format Pillow can read); remove it or pass "
-                              "--skip-bad-images to go on without it")
+    data = load_image_folder(root, (6, 4), seed=0)  # streamed: nothing is decoded yet
+    assert data.class_names == ["cat", "dog"] and data.input_shape == (6, 4, 3)
+    assert data.sizes() == {"train": 7, "validation": 3, "test": 3}
+    message = (f"cannot read image {bad} (not an image format Pillow can read); replace it with a readable image "
+               "and run the same command again, or pass --skip-bad-images to go on without it")
+    # A pipeline does not raise inside the backend's fit loop: it records the image for the
+    # callback that stops fit (see test_reliability); reading the images directly raises.
+    [all_images(data, split) for split in ("train", "validation", "test")]
+    assert data.images.fatal == message
+    with pytest.raises(BadImage) as err:
+        [x.take(slice(None)) for x in (data.x_train, data.x_val, data.x_test)]
+    assert str(err.value) == message
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (30, 30, 3), dtype=np.uint8)).save(bad)
     bad.write_bytes(bad.read_bytes()[:1000])  # a truncated PNG: Pillow opens it, then fails to decode it
-    with pytest.raises(DataError, match=r"^cannot read image .*broken\.png \(.+\); remove it or pass "):
-        load_image_folder(root, (6, 4), seed=0)
+    data = load_image_folder(root, (6, 4), seed=0)
+    with pytest.raises(DataError, match=r"^cannot read image .*broken\.png \(.+\); replace it "):
+        [x.take(slice(None)) for x in (data.x_train, data.x_val, data.x_test)]
     data = load_image_folder(root, (6, 4), seed=0, skip_bad_images=True)
-    assert data.skipped == [str(bad)] and data.class_names == ["cat", "dog"]
-    assert data.input_shape == (6, 4, 3) and data.sizes() == {"train": 6, "validation": 3, "test": 3}
-    x = np.concatenate([data.x_train, data.x_val, data.x_test])
-    y = np.concatenate([data.y_train, data.y_val, data.y_test])
-    assert x.dtype == np.uint8 and y.dtype == np.int64
+    x = np.concatenate([all_images(data, split) for split in ("train", "validation", "test")])
+    assert data.unreadable() == [str(bad)] and len(x) == 12  # left out of evaluation batches
+    assert x.dtype == np.float32
+    y = np.concatenate([np.argmax(data.pipeline(s, 4)[i][1], 1) for s in ("train", "validation", "test")
+                        for i in range(data.pipeline(s, 4).num_batches)])
     got = {}
     for img, label in zip(x, y):
         flat = img.reshape(-1, 3).astype(int)
@@ -197,3 +214,119 @@ def test_image_folder_decoded_with_pillow(tmp_path):
         assert max(abs(a - b) for a, b in zip(match, colour)) <= 2
         got[match] = int(label)
     assert got == colours  # every image once, with its class; the GIF's first frame
+
+
+def id_folder(root, n: int = 30, classes: int = 3, size: int = 12):
+    """`n` PNGs whose every pixel is (id, id, id), class = id % classes, in class folders."""
+    from PIL import Image
+
+    for i in range(n):
+        folder = root / f"c{i % classes}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (size, size), (i, i, i)).save(folder / f"{i:03d}.png")
+
+
+def streamed_ids(data: Data, seed: int, initial_epoch: int, epochs: int, batch: int) -> list[list[int]]:
+    """The image ids (pixel values) of every training batch the pipeline makes."""
+    ds, steps = data.training_pipeline("train", batch, seed=seed, initial_epoch=initial_epoch, epochs=epochs)
+    return [ids(ds[i][0]) for i in range(steps * (epochs - initial_epoch))]
+
+
+def test_streamed_epoch_order_is_the_recorded_order_with_and_without_the_cache(tmp_path):
+    """A streamed folder's training batches are the seed's permutation of the split, epoch by epoch,
+    exactly as for arrays in memory; the cache changes nothing but the decoding; a trial resumed at
+    epoch 2 gets the batches epochs 2 and 3 had."""
+    from tuning.data import epoch_order, load_data
+
+    root = tmp_path / "ids"
+    id_folder(root)
+    seed, batch = 5, 4
+    runs = {}
+    for name, kwargs in {"no cache": {}, "cache": {"run_dir": tmp_path / "run"}}.items():
+        data = load_data(str(root), seed=seed, image_size=(8, 8), image_cache=name == "cache", **kwargs)
+        assert (data.images.cache is not None) == (name == "cache")
+        train_ids = [int(f.split("/")[1][:3]) for f in np.asarray(data.images.index.files)[data.x_train.ids]]
+        memory = Data("ids", np.asarray(train_ids, "uint8")[:, None, None, None], data.y_train, None, None, None,
+                      None, data.class_names, seed, "", (0, 255))
+        recorded = [np.asarray(train_ids)[np.sort(epoch_order(seed, e, len(train_ids))[s:s + batch])].tolist()
+                    for e in range(4) for s in range(0, len(train_ids), batch)]
+        runs[name] = streamed_ids(data, seed, 0, 4, batch)
+        assert runs[name] == recorded == streamed_ids(memory, seed, 0, 4, batch)
+        steps = -(-len(train_ids) // batch)
+        assert streamed_ids(data, seed, 2, 4, batch) == runs[name][2 * steps:]
+        decoded = data.images.decoded
+        streamed_ids(data, seed, 0, 1, batch)
+        assert data.images.decoded - decoded == (0 if name == "cache" else len(train_ids))
+    cache = data.images.cache.size()
+    assert cache["images"] == cache["of"] - 12 and cache["bytes"] >= cache["images"] * 8 * 8 * 3  # no val/test yet
+
+
+def test_a_run_keeps_its_index_and_a_bad_image_is_replaced_within_its_batch(tmp_path):
+    """The index of a run's first session is used again (files added later do not change the
+    split); with --skip-bad-images a training batch keeps its size, the unreadable image replaced
+    by the first readable one of the batch, and the image is listed for every process to see."""
+    from tuning.data import load_data
+
+    root, run = tmp_path / "ids", tmp_path / "run"
+    id_folder(root)
+    first = load_data(str(root), seed=1, image_size=(8, 8), run_dir=run)
+    (root / "c0" / "999.png").write_bytes(b"added later")
+    bad_id = int(first.images.index.files[first.x_train.ids[0]].split("/")[1][:3])
+    with_bad = next(b for b in streamed_ids(first, 1, 0, 1, 4) if bad_id in b)
+    (root / f"c{bad_id % 3}" / f"{bad_id:03d}.png").write_bytes(b"broken now")
+    again = load_data(str(root), seed=1, image_size=(8, 8), run_dir=run, image_cache=False, skip_bad_images=True)
+    assert again.images.index.files == first.images.index.files and list(again.x_train.ids) == list(first.x_train.ids)
+    batches = streamed_ids(again, 1, 0, 1, 4)
+    assert all(len(b) == 4 for b in batches[:-1])
+    replaced = next(b for b in batches if bad_id not in b and set(b) != set(with_bad) and len(set(b)) < len(b))
+    assert sorted(set(replaced)) == sorted(set(with_bad) - {bad_id})
+    assert again.unreadable() == [str(root / f"c{bad_id % 3}" / f"{bad_id:03d}.png")]
+    third = load_data(str(root), seed=1, image_size=(8, 8), run_dir=run, skip_bad_images=True)
+    assert third.unreadable() == again.unreadable()  # from the run's list, before this process met it
+
+
+def test_normalization_on_a_seeded_sample_kept_for_the_run(tmp_path, monkeypatch):
+    import tuning.data
+    from tuning.data import load_data
+
+    root = tmp_path / "ids"
+    id_folder(root, n=60)
+    monkeypatch.setattr(tuning.data, "NORMALIZATION_SAMPLE", 10)
+    data = load_data(str(root), seed=2, image_size=(8, 8), run_dir=tmp_path / "run")
+    mean, var = data.normalization_stats()
+    stats = data.normalization
+    assert stats["sample_size"] == 10 and stats["of"] == 36 and stats["seed"] == 2
+    sample = np.sort(np.random.default_rng([2, 7]).choice(36, 10, replace=False))
+    x = data.x_train.take(sample)[0].astype("float64")
+    assert np.allclose(mean, x.mean(axis=(0, 1, 2)), rtol=1e-6) and np.allclose(var, x.var(axis=(0, 1, 2)), rtol=1e-5)
+    monkeypatch.setattr(tuning.data, "NORMALIZATION_SAMPLE", 20)  # kept: the run's processes all agree
+    again = load_data(str(root), seed=2, image_size=(8, 8), run_dir=tmp_path / "run")
+    assert np.array_equal(again.normalization_stats()[0], mean) and again.normalization["sample_size"] == 10
+    monkeypatch.undo()
+    digits = load_data("digits", seed=0)  # 1149 training images: all of them, as before the sample
+    x = digits.x_train.astype("float64")
+    assert np.array_equal(digits.normalization_stats()[0], x.mean(axis=(0, 1, 2)).astype("float32"))
+
+
+def test_scanning_names_opens_no_file(tmp_path, monkeypatch):
+    """The index is made from names alone; hidden files (such as macOS' ._ files) are left out."""
+    import builtins
+
+    from tuning.images import scan_folder
+
+    root = tmp_path / "ids"
+    id_folder(root, n=9)
+    (root / "c0" / "._000.png").write_bytes(b"resource fork")
+    (root / "c1" / "notes.txt").write_text("x")
+    (root / "c2" / "deeper").mkdir()
+    (root / "c2" / "deeper" / "x.JPG").write_bytes(b"")
+
+    def no_open(*args, **kwargs):
+        raise AssertionError("a file was opened")
+
+    monkeypatch.setattr(builtins, "open", no_open)
+    index = scan_folder(root)
+    assert index.classes == ["c0", "c1", "c2"]
+    assert index.files == ["c0/000.png", "c0/003.png", "c0/006.png", "c1/001.png", "c1/004.png", "c1/007.png",
+                           "c2/002.png", "c2/005.png", "c2/008.png", "c2/deeper/x.JPG"]
+    assert index.labels.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2, 2]

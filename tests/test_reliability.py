@@ -237,27 +237,59 @@ def image_folder(tmp_path):
     rng = np.random.default_rng(0)
     for c in ("cat", "dog"):
         (root / c).mkdir(parents=True)
-        for i in range(6):
+        for i in range(9):
             Image.fromarray(rng.integers(0, 255, (12, 10, 3), dtype=np.uint8)).save(root / c / f"{i}.png")
     return root
 
 
-def test_image_folder_loads_and_names_a_bad_image(image_folder):
-    from tuning.data import DataError, load_image_folder
+def test_a_streamed_folder_names_a_bad_image_then_skips_it_and_exports(image_folder, tiny_space, tmp_path,
+                                                                      monkeypatch):
+    """A search over a folder stops at its first unreadable image (exit 2, one line naming it, the
+    folder untouched); the same command with --skip-bad-images resumes, leaves it out, says so and
+    finishes; the export of a folder-trained model records its classes, input and normalisation
+    and loads in a fresh process."""
+    from tuning.export import export
 
-    data = load_image_folder(image_folder, (16, 16), seed=0)
-    assert data.class_names == ["cat", "dog"] and data.input_shape == (16, 16, 3)
-    assert sum(data.sizes().values()) == 12
+    # TensorFlow 2.20's oneDNN kernels crash (SIGSEGV) in the train step of this tiny network on
+    # one batch of 7 or 11 images on this machine's CPU, with or without this package's changes.
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
     bad = image_folder / "dog" / "broken.png"
     bad.write_bytes(b"not a png")
-    with pytest.raises(DataError, match="broken.png") as err:
-        load_image_folder(image_folder, (16, 16), seed=0)
-    assert "--skip-bad-images" in str(err.value)
-    data = load_image_folder(image_folder, (16, 16), seed=0, skip_bad_images=True)
-    assert data.skipped == [str(bad)] and sum(data.sizes().values()) == 12
+    before = snapshot(image_folder)
+    args = ["--space", tiny_space, "--dataset", str(image_folder), "--image-size", "16", "--results-dir",
+            str(tmp_path / "results"), "--max-epochs", "1"]
+    code, out, err = run(*args)
+    assert code == 2, err[-3000:]
+    assert err.strip() == (f"error: cannot read image {bad} (not an image format Pillow can read); replace it with a "
+                           "readable image and run the same command again, or pass --skip-bad-images to go on without "
+                           "it")
+    assert snapshot(image_folder) == before
+    run_dir = tmp_path / "results" / "tiny-pets"
+    # Met while measuring the normalisation (before any trial): no run is left behind.
+    assert not run_dir.exists() and "image cache: 0 of 19 images at 16x16" in out
+    code, out, err = run(*args, "--skip-bad-images")
+    assert code == 0, err[-3000:]
+    assert f"note: left out 1 unreadable image(s), first {bad}" in out and "image cache: " in out
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["unreadable_images"] == [str(bad)] and summary["image_cache"]["images"] == 18
+    res = export(run_dir, formats=("keras",), log=lambda s: None)
+    card = res.card
+    assert card["class_names"] == ["cat", "dog"] and card["input"]["shape"] == [None, 16, 16, 3]
+    assert card["input"]["value_range"] == [0.0, 255.0]
+    train = card["split_sizes"]["train"]
+    assert card["input"]["normalization"]["sample_size"] == card["input"]["normalization"]["of"] == train == 11
+    assert "measured on 11 of the 11 training images" in (res.output / "MODEL_CARD.md").read_text()
+    script = ("import json, sys, keras, numpy as np; from tuning.images import decode; "
+              "m = keras.saving.load_model(sys.argv[1], safe_mode=True); "
+              "x = np.stack([decode(sys.argv[2], 16, 16)[0]]).astype('float32'); "
+              "print(json.dumps(m.predict(x, verbose=0).shape))")
+    proc = subprocess.run([sys.executable, "-c", script, str(res.output / "model.keras"), str(image_folder / "cat" /
+                                                                                         "0.png")],
+                          capture_output=True, text=True, cwd=ROOT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert proc.returncode == 0 and json.loads(proc.stdout.splitlines()[-1]) == [1, 2], proc.stderr[-2000:]
 
 
-def test_bad_input_exit_2_one_line_nothing_changed(finished_run, tiny_space, tmp_path, image_folder):
+def test_bad_input_exit_2_one_line_nothing_changed(finished_run, tiny_space, tmp_path):
     result, _, _ = finished_run
     # An existing run made with another space: copy the finished run under the name a
     # `--space small` run would use.
@@ -272,13 +304,11 @@ def test_bad_input_exit_2_one_line_nothing_changed(finished_run, tiny_space, tmp
     not_a_dir.write_text("x")
     empty = tmp_path / "empty-folder"
     empty.mkdir()
-    (image_folder / "cat" / "0.png").write_bytes(b"garbage")
     cases = [
         (["--space", "nope"], "named spaces: cifar, imagenet, small"),
         (["--space", str(bad_space)], f"{bad_space}: [training] batch_size"),
         (["--dataset", str(tmp_path / "missing")], "does not exist"),
         (["--dataset", str(empty)], "holds images of 0 class(es)"),
-        (["--dataset", str(image_folder), "--image-size", "16"], "0.png"),
         (["--space", "imagenet", "--dataset", "digits", "--image-size", "8"], "too small for every configuration"),
         (["--space", "small"], "holds a run made with space 'tiny'"),
         (["--results-dir", str(not_a_dir)], "not a writable folder"),

@@ -44,10 +44,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", help="digits, cifar10, cifar100, mnist, fashion_mnist, or a folder of class "
                    "subfolders of images (default: the space's)")
     p.add_argument("--image-size", type=_image_size, metavar="N|HxW",
-                   help="size the network sees; images are resized inside the model (default: the space's, or "
-                        "the dataset's own)")
+                   help="size the network sees: a folder's images are resized to it once, as they are decoded; a "
+                        "built-in dataset's inside the model (default: the space's, or the dataset's own)")
     p.add_argument("--skip-bad-images", action="store_true",
-                   help="leave out unreadable images of a dataset folder instead of stopping")
+                   help="leave out unreadable images of a dataset folder instead of stopping at the first one "
+                        "(they are listed in <run>/data/unreadable_images.txt)")
+    p.add_argument("--image-cache", action=argparse.BooleanOptionalAction, default=default("image_cache"),
+                   help="a dataset folder: keep each image, once decoded and resized, in <run>/data/ so that later "
+                        "epochs, trials and the export read it instead of decoding it again (default: on; the size "
+                        "is shown at the start)")
     p.add_argument("--max-epochs", type=int, help="Hyperband: most epochs any configuration trains "
                    "(default: the space's)")
     p.add_argument("--factor", type=int, help="Hyperband: keep 1/factor of the configurations each round "
@@ -63,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "afresh (default: resume it)")
     p.add_argument("--verbose", action="store_true", help="show the backend's start-up log and keras-tuner's "
                    "output")
+    p.add_argument("--quiet", action="store_true", help="print only the line of each finished trial, warnings and "
+                   "the result: no progress inside trials, no start-up banner or notes")
     _device_options(p.add_argument_group("devices and scale-out"))
     return p
 
@@ -131,8 +138,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = config_from_args(args)
         if args.workers is not None:
             from .distributed import launch_from_cli
+            from .progress import rendering, top_level_mode
 
-            return launch_from_cli(config, args.workers, out=lambda line: print(line, flush=True))
+            # Several trials at once: their workers print a line per epoch (plain), never a status line.
+            with rendering(lambda line: print(line, flush=True), top_level_mode(config.quiet, terminal=False)) as out:
+                return launch_from_cli(config, args.workers, out=out)
         from .search import run_search
 
         run_search(config, role=keras_tuner_role(), started=started)

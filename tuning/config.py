@@ -42,7 +42,9 @@ class SearchConfig:
     seed: int = 0
     overwrite: bool = False
     verbose: bool = False
+    quiet: bool = False                      # only each finished trial's line and the result
     skip_bad_images: bool = False
+    image_cache: bool = True                 # a folder: keep its resized images in <run>/data/
     precision: str = "auto"
     jit: bool | None = None                  # default: on a GPU only
     gpus: str | None = None                  # e.g. "0,1"; default: all visible

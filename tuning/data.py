@@ -1,9 +1,14 @@
 """Datasets: the offline digits set, keras.datasets, and folders of class subfolders of images.
 
-Every dataset is split once, seeded and stratified, into train / validation / test arrays.
-The test split is never used for selection. Images stay raw (their original value range);
-the model normalises them itself with a `keras.layers.Normalization` fitted on the training
-split, so a saved model takes raw images.
+Every dataset is split once, seeded and stratified, into train / validation / test. The test
+split is never used for selection. Images stay raw (their original value range); the model
+normalises them itself with a `keras.layers.Normalization` fitted on a seeded sample of the
+training split, so a saved model takes raw images.
+
+The built-in datasets are arrays in memory. A folder is streamed (`tuning.images`): only its
+index of file names and labels is held; batches are decoded on threads while training, or read
+from the run's on-disk cache of resized images. Both go through the same pipeline, whose batch
+``i`` is a pure function of ``i`` (and the seed), so a resumed trial sees the same batches.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from .errors import DataError
+from .images import FolderImages, ImageCache, ImageView, scan_folder
 
 KERAS_DATASETS = {
     # name: (files to place, where, from)
@@ -36,32 +42,41 @@ CLASS_NAMES = {
     "fashion_mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                       "Ankle boot"],
 }
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 BUILTIN = ("digits", *KERAS_DATASETS)
 # Batches prepared ahead of the one Keras asks for, and the threads that prepare them.
 PREFETCH_BATCHES = 4
 PREFETCH_THREADS = 2
+# Training images the normalisation's mean and variance are measured on (seeded; all if fewer).
+NORMALIZATION_SAMPLE = 4096
+NORMALIZATION_NAME = "normalization.json"
 
 
 @dataclasses.dataclass
 class Data:
-    """One dataset, split. ``x_*`` hold raw images (N, H, W, C); ``y_*`` integer labels."""
+    """One dataset, split. ``x_*`` hold raw images (N, H, W, C): arrays, or for a folder
+    `tuning.images.ImageView`s that decode on demand; ``y_*`` integer labels."""
 
     name: str
-    x_train: np.ndarray
+    x_train: np.ndarray | ImageView
     y_train: np.ndarray
-    x_val: np.ndarray
+    x_val: np.ndarray | ImageView
     y_val: np.ndarray
-    x_test: np.ndarray
+    x_test: np.ndarray | ImageView
     y_test: np.ndarray
     class_names: list[str]
     seed: int
     split: str                      # how the split was made, in words a person can redo
     value_range: tuple[float, float]
-    skipped: list[str] = dataclasses.field(default_factory=list)
     # Size the network sees. When it differs from the stored images (e.g. digits at 32x32 for an
     # ImageNet stem), a Resizing layer inside the model does it, so the model still takes raw images.
     resize_to: tuple[int, int] | None = None
+    # A streamed folder: its images (cache, unreadable ones met); None for arrays in memory.
+    images: FolderImages | None = None
+    # Where the normalisation statistics are kept once measured (the run's data/ folder), and
+    # the legacy rule for runs begun before the sample: the whole training split.
+    stats_file: pathlib.Path | None = None
+    whole_split_stats: bool = False
+    normalization: dict | None = None  # set by `normalization_stats`: mean, variance, sample size
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -85,26 +100,77 @@ class Data:
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.y_train), "validation": len(self.y_val), "test": len(self.y_test)}
 
-    def normalization_stats(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per-channel mean and variance of the training split."""
-        x = self.x_train.astype("float64")
-        mean = x.mean(axis=(0, 1, 2))
-        var = x.var(axis=(0, 1, 2))
-        return mean.astype("float32"), np.maximum(var, 1e-6).astype("float32")
+    def unreadable(self) -> list[str]:
+        """A folder's images left out because they cannot be read, as far as streaming has met them."""
+        return [] if self.images is None else self.images.unreadable()
 
-    def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+    def normalization_stats(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-channel mean and variance of a seeded sample of the training split
+        (`NORMALIZATION_SAMPLE` images), measured once per run and kept in `stats_file`."""
+        if self.normalization is None and self.stats_file is not None and self.stats_file.exists():
+            import json
+
+            self.normalization = json.loads(self.stats_file.read_text())
+        if self.normalization is None:
+            self.normalization = self._measure_stats()
+            if self.stats_file is not None:
+                from .runtime import write_json
+
+                self.stats_file.parent.mkdir(parents=True, exist_ok=True)
+                write_json(self.stats_file, self.normalization)
+        stats = self.normalization
+        return np.asarray(stats["mean"], "float32"), np.asarray(stats["variance"], "float32")
+
+    def _measure_stats(self) -> dict:
+        n = len(self.y_train)
+        k = n if self.whole_split_stats else min(n, NORMALIZATION_SAMPLE)
+        sample = np.arange(n) if k == n else np.sort(np.random.default_rng([self.seed, 7]).choice(n, k, replace=False))
+        x = self.x_train
+        chunk = max(1, (64 << 20) // (int(np.prod(x.shape[1:])) * 8))  # 64 MB of float64 at a time
+        parts = []  # per chunk: (values per channel, mean, variance)
+        hist = np.zeros((x.shape[-1], 256), "int64") if x.dtype == np.uint8 else None
+        for start in range(0, k, chunk):
+            idx = sample[start:start + chunk]
+            part = x.take(idx)[0] if isinstance(x, ImageView) else x[idx]
+            if hist is not None:  # uint8: exact, from per-channel histograms
+                for c in range(part.shape[-1]):
+                    hist[c] += np.bincount(part[..., c].ravel(), minlength=256)
+            elif len(part):
+                part = part.astype("float64")
+                parts.append((part.size // part.shape[-1], part.mean(axis=(0, 1, 2)), part.var(axis=(0, 1, 2))))
+        if hist is not None:
+            values = np.arange(256, dtype="float64")
+            count = hist.sum(axis=1)
+            mean = hist @ values / count
+            var = hist @ values ** 2 / count - mean ** 2
+        else:
+            count, mean, var = parts[0]
+            for c, m, v in parts[1:]:  # Chan et al.'s pairwise update of mean and variance
+                delta, total = m - mean, count + c
+                mean, var = mean + delta * c / total, (var * count + v * c + delta ** 2 * count * c / total) / total
+                count = total
+        var = np.maximum(var, 1e-6)
+        return {"mean": mean.astype("float32").tolist(), "variance": var.astype("float32").tolist(),
+                "sample_size": int(k), "of": n, "seed": self.seed,
+                "sample": "the whole training split" if k == n else
+                          f"np.random.default_rng([{self.seed}, 7]).choice({n}, {k}, replace=False)"}
+
+    def arrays(self, split: str) -> tuple[np.ndarray | ImageView, np.ndarray]:
         """Images and labels of ``train``, ``validation``, ``test`` or ``train+validation``."""
         if split == "train+validation":
+            if isinstance(self.x_train, ImageView):
+                return self.x_train.concat(self.x_val), np.concatenate([self.y_train, self.y_val])
             return np.concatenate([self.x_train, self.x_val]), np.concatenate([self.y_train, self.y_val])
         return {"train": (self.x_train, self.y_train), "validation": (self.x_val, self.y_val),
                 "test": (self.x_test, self.y_test)}[split]
 
     def pipeline(self, split: str, batch_size: int):
         """An evaluation pipeline over a split: a `keras.utils.PyDataset` of batches in order,
-        the last partial batch included; float32 images, one-hot float32 labels."""
+        the last partial batch included; float32 images, one-hot float32 labels. Unreadable images
+        of a folder (``--skip-bad-images``) are left out of their batch."""
         x, y = self.arrays(split)
         n = len(y)
-        prepare = _preparer(x, y, self.num_classes)
+        prepare = _preparer(x, y, self.num_classes, fill=False)
         return batches_dataset(lambda i: prepare(slice(i * batch_size, (i + 1) * batch_size)), -(-n // batch_size))
 
     def training_pipeline(self, split: str, batch_size: int, *, seed: int, initial_epoch: int, epochs: int):
@@ -114,32 +180,38 @@ class Data:
 
         The dataset is a `keras.utils.PyDataset` with no end: batch ``i`` is step ``i % steps`` of
         epoch ``initial_epoch + i // steps``, so ``model.fit`` must get ``steps_per_epoch=steps``.
-        Augmentation is not done here but by training-only layers inside the model.
+        Augmentation is not done here but by training-only layers inside the model. An unreadable
+        image of a folder (``--skip-bad-images``) is replaced by another image of its batch.
         """
         x, y = self.arrays(split)
         n = len(y)
         steps = -(-n // batch_size)
-        prepare = _preparer(x, y, self.num_classes)
-
-        @functools.lru_cache(maxsize=2)
-        def order(epoch: int) -> np.ndarray:
-            return np.random.default_rng([seed, epoch]).permutation(n)
+        prepare = _preparer(x, y, self.num_classes, fill=True)
 
         def batch(i: int):
             epoch, step = divmod(i, steps)
-            idx = order(initial_epoch + epoch)[step * batch_size:(step + 1) * batch_size]
+            idx = epoch_order(seed, initial_epoch + epoch, n)[step * batch_size:(step + 1) * batch_size]
             return prepare(np.sort(idx))  # sorted: faster gather
 
         return batches_dataset(batch, None, end=steps * max(epochs - initial_epoch, 0)), steps
 
 
-def _preparer(x: np.ndarray, y: np.ndarray, num_classes: int) -> Callable:
+@functools.lru_cache(maxsize=4)
+def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
+    """The order of a split of `n` images in `epoch`: a function of (seed, epoch, n) alone."""
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def _preparer(x: np.ndarray | ImageView, y: np.ndarray, num_classes: int, fill: bool) -> Callable:
     """``prepare(index)``: the images at `index` (a slice or sorted indices) as float32 and their
-    labels one-hot float32."""
+    labels one-hot float32 (a folder's unreadable images: see `tuning.images.FolderImages.take`)."""
     one_hot = np.eye(num_classes, dtype="float32")
     y = np.asarray(y, dtype="int64")
 
     def prepare(index):
+        if isinstance(x, ImageView):
+            images, positions = x.take(index, fill, defer=True)
+            return images.astype("float32"), one_hot[y[index][positions]]
         return x[index].astype("float32", copy=False), one_hot[y[index]]
 
     return prepare
@@ -262,90 +334,88 @@ def load_keras_dataset(name: str, seed: int = 0) -> Data:
     return Data(name, x_train, y_train, x_val, y_val, x_test, y_test, classes, seed, split, (0.0, 255.0))
 
 
-def _read_image(f: pathlib.Path, h: int, w: int) -> tuple[np.ndarray | None, str | None]:
-    """``(image, None)``: file `f` decoded as RGB uint8 and resized to (h, w); ``(None, reason)``
-    if Pillow cannot read it."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(f) as img:  # opened at the first frame of an animation (GIF)
-            if img.mode == "I" or img.mode.startswith("I;16"):  # 16-bit grey: to 8 bits, as tf.io did
-                grey = np.clip(np.asarray(img, dtype="int64"), 0, 65535) >> 8
-                img = Image.fromarray(grey.astype("uint8"))
-            img = img.convert("RGB")
-            img = img.resize((w, h), Image.Resampling.BILINEAR, reducing_gap=None)
-            return np.asarray(img, dtype="uint8"), None
-    except UnidentifiedImageError:
-        return None, "not an image format Pillow can read"
-    except (OSError, ValueError, Image.DecompressionBombError) as e:
-        return None, (str(e).splitlines() or [type(e).__name__])[0][:100]
-
-
 def load_image_folder(
     root: str | os.PathLike, image_size: Sequence[int] | None, seed: int = 0, skip_bad_images: bool = False,
+    data_dir: pathlib.Path | None = None, cache: bool = True, log: Callable[[str], None] | None = None,
 ) -> Data:
-    """A folder of class subfolders of images, decoded, resized to `image_size`, split 60/20/20.
+    """A folder of class subfolders of images, streamed at `image_size`, split 60/20/20.
 
     Classes are the subfolder names in sorted order (as `keras.utils.image_dataset_from_directory`
-    infers them). Images are decoded with Pillow as RGB (a GIF's first frame), resized with
-    antialiasing and kept as uint8 values 0-255.
+    infers them); hidden files and folders are left out. Images are decoded with Pillow as RGB (a
+    GIF's first frame), resized with antialiasing and kept as uint8 values 0-255.
+
+    Args:
+        data_dir: the run's ``data/`` folder. The index of the first session is kept there and
+            used again on resume (so the split stays the same whatever happens to the folder), as
+            are the normalisation statistics, the list of unreadable images met, and (`cache`) the
+            cache of resized images. None: nothing is kept.
+        cache: keep every decoded image in `data_dir` so that no image is decoded twice.
+        log: where to say what the cache holds, or why there is none.
     """
-    root = pathlib.Path(root)
-    if not root.exists():
-        raise DataError(f"dataset folder {root} does not exist; give a folder of class subfolders of images")
-    if not root.is_dir():
-        raise DataError(f"dataset {root} is not a folder; give a folder of class subfolders of images")
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    files, labels = [], []
-    for i, c in enumerate(classes):
-        for f in sorted((root / c).rglob("*")):
-            if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS:
-                files.append(f)
-                labels.append(i)
-    used = sorted(set(labels))
-    if len(used) < 2:
-        raise DataError(f"dataset folder {root} holds images of {len(used)} class(es); it needs class subfolders "
-                        f"(at least 2) with {', '.join(IMAGE_EXTENSIONS)} images in them")
+    from .images import INDEX_NAME, FolderIndex
+
+    index_file = data_dir / INDEX_NAME if data_dir is not None else None
+    if index_file is not None and index_file.exists():
+        index = FolderIndex.load(index_file)
+    else:
+        index = scan_folder(root)
     if image_size is None:
         raise DataError("give --image-size for an image folder (e.g. --image-size 64)")
+    if index_file is not None and not index_file.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        index.save(index_file)
     h, w = int(image_size[0]), int(image_size[1])
-    images, kept, skipped = [], [], []
-    with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
-        for f, label, (img, reason) in zip(files, labels, pool.map(lambda f: _read_image(f, h, w), files)):
-            if reason is None:
-                images.append(img)
-                kept.append(label)
-            elif skip_bad_images:
-                skipped.append(str(f))
-            else:
-                pool.shutdown(cancel_futures=True)
-                raise DataError(f"cannot read image {f} ({reason}); remove it or pass --skip-bad-images to go on "
-                                "without it") from None
-    if not images:
-        raise DataError(f"no image in {root} could be read; every one was skipped")
-    x = np.stack(images)
-    y = np.asarray(kept, dtype="int64")
-    x_rest, x_test, y_rest, y_test = _split(x, y, 0.2, seed, "test")
-    x_train, x_val, y_train, y_val = _split(x_rest, y_rest, 0.25, seed, "validation")
-    split = (f"images of {root} (classes = sorted subfolder names), decoded as RGB and resized to {h}x{w}; "
-             f"train_test_split(x, y, test_size=0.2, stratify=y, random_state={seed}) gives the test split, "
-             f"then test_size=0.25 on the rest gives validation (60/20/20)")
-    return Data(str(root), x_train, y_train, x_val, y_val, x_test, y_test, classes, seed, split, (0.0, 255.0),
-                skipped)
+    n = len(index.files)
+    store = None
+    if data_dir is not None and cache:
+        room, full = ImageCache.room(data_dir, n, h, w)
+        if room:
+            store = ImageCache(data_dir, n, h, w)
+            if log:
+                size = store.size()
+                log(f"image cache: {size['images']} of {n} images at {h}x{w} in {store.data_path} "
+                    f"({_mb(size['bytes'])} of {_mb(full)} when full)")
+        elif log:
+            log(f"note: no image cache: {data_dir} has not {_mb(full)} free for {n} images at {h}x{w}; every epoch "
+                "decodes its images again")
+    images = FolderImages(index, (h, w), store, skip_bad_images,
+                          bad_log=data_dir / "unreadable_images.txt" if data_dir is not None else None)
+    ids = np.arange(n)
+    rest, test, y_rest, y_test = _split(ids, index.labels, 0.2, seed, "test")
+    train, val, y_train, y_val = _split(rest, y_rest, 0.25, seed, "validation")
+    split = (f"images of {root} (classes = sorted subfolder names, files in sorted order), decoded as RGB and "
+             f"resized to {h}x{w}; train_test_split(np.arange(n), labels, test_size=0.2, stratify=labels, "
+             f"random_state={seed}) gives the test split, then test_size=0.25 on the rest gives validation (60/20/20)")
+    return Data(str(root), ImageView(images, train), y_train, ImageView(images, val), y_val, ImageView(images, test),
+                y_test, index.classes, seed, split, (0.0, 255.0), images=images)
+
+
+def _mb(n: int) -> str:
+    return f"{n / 2**20:,.0f} MB"
 
 
 def load_data(name: str, *, seed: int = 0, image_size: Sequence[int] | None = None,
-              skip_bad_images: bool = False) -> Data:
-    """Load a dataset by name (``digits``, a keras.datasets name) or folder path."""
+              skip_bad_images: bool = False, run_dir: str | os.PathLike | None = None, image_cache: bool = True,
+              log: Callable[[str], None] | None = None) -> Data:
+    """Load a dataset by name (``digits``, a keras.datasets name) or folder path.
+
+    `run_dir`: the search's run folder; its ``data/`` subfolder keeps what must stay the same
+    across the run's sessions and processes (a folder's index and cache, the normalisation)."""
+    data_dir = pathlib.Path(run_dir) / "data" if run_dir is not None else None
     if name == "digits":
         data = load_digits(seed)
     elif name in KERAS_DATASETS:
         data = load_keras_dataset(name, seed)
     elif os.sep in name or pathlib.Path(name).exists():
-        return load_image_folder(name, image_size, seed, skip_bad_images)
+        data = load_image_folder(name, image_size, seed, skip_bad_images, data_dir, image_cache, log)
+        image_size = None
     else:
         raise DataError(f"unknown dataset {name!r}; give one of {', '.join(BUILTIN)} or a folder of class "
                         "subfolders of images")
     if image_size is not None and tuple(image_size) != data.input_shape[:2]:
         data.resize_to = (int(image_size[0]), int(image_size[1]))
+    if data_dir is not None:
+        data.stats_file = data_dir / NORMALIZATION_NAME
+        # A run begun before the sample existed keeps the statistics of its whole training split.
+        data.whole_split_stats = (pathlib.Path(run_dir) / "tuner").exists() and not data.stats_file.exists()
     return data

@@ -62,11 +62,18 @@ def _check_output(output: pathlib.Path, overwrite: bool) -> None:
         raise UsageError(f"cannot write the export to {output}: {probe} is not writable; choose another --output")
 
 
-def _accuracy(model, x, y) -> tuple[float, Any]:
+def _accuracy(model, test) -> tuple[float, Any]:
+    """Accuracy and class probabilities of `model` over the test pipeline (a streamed folder's
+    images are read batch by batch, never all at once)."""
     import numpy as np
 
-    probs = model.predict(x, batch_size=256, verbose=0)
-    return float(np.mean(np.argmax(probs, axis=1) == y)), probs
+    probs, labels = [], []
+    for i in range(test.num_batches):
+        x, y = test[i]
+        probs.append(np.asarray(model.predict_on_batch(x)))
+        labels.append(np.argmax(y, axis=1))
+    probs = np.concatenate(probs)
+    return float(np.mean(np.argmax(probs, axis=1) == np.concatenate(labels))), probs
 
 
 def export(
@@ -105,7 +112,7 @@ def export(
     hypermodel = hypermodel_for(run, data)
     hp = hypermodel.hyperparameters(run.values(trial_id))
     spec, cfg = hypermodel.resolve(hp)
-    test = data.arrays("test")
+    test = data.pipeline("test", 256)
     trained, before, expected, retrain_info = _trained_model(run, trial_id, hypermodel, hp, data, test, retrain, log)
     from resnet import build_resnet
 
@@ -170,7 +177,7 @@ def _trained_model(run: Run, trial_id: str, hypermodel, hp, data, test, retrain:
     before = search_probs = searched = None
     if not retrain or run.checkpoint(trial_id).exists():
         searched = load_trial_model(run, trial_id, hypermodel)
-        before, search_probs = _accuracy(searched, *test)
+        before, search_probs = _accuracy(searched, test)
     if not retrain:
         return searched, before, search_probs, None
     trained, retrain_info = _retrain(run, trial_id, hypermodel, hp, data, log)
@@ -231,7 +238,7 @@ def _save_formats(folder: pathlib.Path, clean, formats: Sequence[str], test, exp
         clean.save(keras_path)
     files["keras"] = "model.keras"
     shipped = keras.saving.load_model(keras_path, safe_mode=True)
-    test_acc, probs = _accuracy(shipped, *test)
+    test_acc, probs = _accuracy(shipped, test)
     if expected is not None:
         import numpy as np
 
@@ -319,6 +326,7 @@ def _card(run: Run, trial_id, rec: TrialRecord, spec, cfg, data, test_acc, befor
             "description": (f"raw images, {h}x{w}x{c}, float32 in [{data.value_range[0]:g}, "
                             f"{data.value_range[1]:g}]; normalisation"
                             + (" and resizing are" if data.resize_to else " is") + " inside the model"),
+            "normalization": data.normalization,
         },
         "output": {"shape": [None, data.num_classes], "description": "class probabilities (softmax)"},
         "class_names": data.class_names,
@@ -349,6 +357,15 @@ def _card(run: Run, trial_id, rec: TrialRecord, spec, cfg, data, test_acc, befor
     return card
 
 
+def _normalization_text(stats: dict | None) -> str:
+    if not stats:
+        return "inside the model"
+    mean = ", ".join(f"{v:.4g}" for v in stats["mean"])
+    var = ", ".join(f"{v:.4g}" for v in stats["variance"])
+    return (f"inside the model: per-channel mean ({mean}) and variance ({var}) measured on "
+            f"{stats['sample_size']:,} of the {stats['of']:,} training images (seed {stats['seed']})")
+
+
 def _card_markdown(card: dict) -> str:
     arch = card["architecture"]
     lines = [
@@ -372,6 +389,7 @@ def _card_markdown(card: dict) -> str:
         f"| input | {card['input']['description']} |",
         f"| output | {card['output']['description']} over {len(card['class_names'])} classes |",
         f"| classes | {', '.join(card['class_names'])} |",
+        f"| normalisation | {_normalization_text(card['input'].get('normalization'))} |",
         f"| dataset | {card['dataset']}, split seed {card['split_seed']}; sizes {card['split_sizes']} |",
         f"| Keras backend | searched on {card.get('backend', '?')}, exported on {card.get('export_backend', '?')} "
         f"(Keras {card['versions'].get('keras', '?')}) |",

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pathlib
+import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -36,7 +37,8 @@ def run_search(config: SearchConfig | None = None, *, log: Callable[[str], None]
     Args:
         config: the search's options (`SearchConfig`); `options` override single fields, so
             ``run_search(space="small", max_epochs=3)`` works too.
-        log: where progress lines go (default: this process's stdout at the time of the call).
+        log: where progress lines go (default: this process's stdout at the time of the call, with a
+            live status line inside trials when it is a terminal; see `tuning.progress`).
         role: ``standalone``; or keras-tuner's ``chief`` / ``worker`` for a search started by
             hand on several hosts (see the README).
         started: when the user's command started (`time.time()`), for the wall time; default: now.
@@ -51,19 +53,30 @@ def run_search(config: SearchConfig | None = None, *, log: Callable[[str], None]
         the traceback in ``<run>/error.log``).
     """
     t_start = started or time.time()
+    from .progress import rendering, top_level_mode
     from .runtime import check_keras_tuner, stdout_log
-
-    log = log or stdout_log()
 
     check_keras_tuner()
     config, space = (config or SearchConfig()).replace(**options).resolve()
     folder = RunFolder(config.run_dir)
+    # A caller's own log gets lines, never terminal control codes; this process's stdout gets the
+    # live status line when it is a terminal.
+    mode = top_level_mode(config.quiet, terminal=log is None and _is_terminal(sys.stdout))
     try:
-        return _run(config, space, folder, role, log, t_start)
+        with rendering(log or stdout_log(), mode, sys.stdout) as shown:
+            return _run(config, space, folder, role, shown, t_start)
     except (ValueError, SystematicFailure, SearchError, Recycled, KeyboardInterrupt):
         raise  # UsageError, SpaceError and DataError are ValueErrors: bad input, said in one line
     except Exception as e:  # anything else: one line here, the traceback in the run's error.log
         raise SearchError.unexpected(e, folder) from e
+
+
+def _is_terminal(stream) -> bool:
+    """Whether `stream` is a terminal that draws in place (not TERM=dumb)."""
+    try:
+        return stream.isatty() and os.environ.get("TERM") != "dumb"
+    except (AttributeError, ValueError):  # a replaced or closed sys.stdout
+        return False
 
 
 def _run(config: SearchConfig, space, folder: RunFolder, role: str, log, t_start: float):
@@ -103,6 +116,8 @@ def owned_run(config: SearchConfig, space) -> Iterator[tuple[RunFolder, int, boo
         except BaseException:
             if not resuming and not folder.tuner_dir.exists():  # nothing ran: leave no run behind
                 folder.run_json.unlink(missing_ok=True)
+                for made in ("data", "compile_cache"):  # a folder's index and cache, compiled steps
+                    shutil.rmtree(folder.path / made, ignore_errors=True)
             raise
 
 

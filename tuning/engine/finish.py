@@ -67,6 +67,14 @@ def finish_run(ctx, tuner, replicas: int) -> SearchResult:
         f"{best['test_accuracy']:.4f} ({best['params']:,} parameters); {len(records)} trials in "
         f"{fmt_time(summary['wall_seconds'])} ({100 * summary['fit_share']:.0f}% of it training, "
         f"{100 * summary['compile_share']:.0f}% compiling steps, on {summary['backend']})")
+    if summary.get("image_cache"):
+        cache = summary["image_cache"]
+        log(f"image cache: {cache['bytes'] / 2**20:,.0f} MB for {cache['images']} of {cache['of']} images in "
+            f"{cache['path']} (an export reads it; delete it to free the space)")
+    if summary.get("unreadable_images"):
+        bad = summary["unreadable_images"]
+        log(f"note: left out {len(bad)} unreadable image(s), first {bad[0]} (all in "
+            f"{folder.path / 'data' / 'unreadable_images.txt'})")
     log(f"results: {folder.path}/leaderboard.md, best.json, summary.json, report/report.md")
     log(f"view the trials: {tb_cmd}")
     _, rows = leaderboard_rows(records.values())
@@ -96,7 +104,17 @@ def _summary(ctx, tuner, records, best: dict, replicas: int) -> dict[str, Any]:
         "hyperband": {"max_epochs": cfg.max_epochs, "factor": cfg.factor, "iterations": cfg.iterations},
         "devices": ctx.devices, "replicas": replicas,
         "sizes": data.sizes(), "input_shape": list(data.input_shape), "versions": versions(),
+        "normalization_sample": (data.normalization or {}).get("sample_size"),
+        **_folder_summary(data),
     }
+
+
+def _folder_summary(data) -> dict[str, Any]:
+    """A streamed folder's unreadable images and image cache (nothing for arrays in memory)."""
+    if data.images is None:
+        return {}
+    cache = data.images.cache
+    return {"unreadable_images": data.unreadable(), "image_cache": cache.size() if cache is not None else None}
 
 
 def best_trial(tuner, trial, records, data, folder: RunFolder, log) -> dict[str, Any]:
@@ -119,10 +137,13 @@ def best_trial(tuner, trial, records, data, folder: RunFolder, log) -> dict[str,
             f"from scratch for {epochs} epochs to recreate it")
         recreated = {"reason": "checkpoint missing", "epochs": epochs,
                      "val_accuracy": tuner.recreate_checkpoint(trial)}
+    from ..images import stop_on_bad_image
+
     model = tuner.load_model(trial)  # the trial's own best-epoch checkpoint
     sampler = tuner.hypermodel.sampler
     _, cfg, _ = sampler.resolve(values)
-    loss, acc = model.evaluate(data.pipeline("test", 256), verbose=0)
+    stop = [] if data.images is None else [stop_on_bad_image(data.images)]
+    loss, acc = model.evaluate(data.pipeline("test", 256), verbose=0, callbacks=stop)
     rec = records.get(trial.trial_id)
     best = {
         "trial_id": trial.trial_id, "run": rec and rec.run, "val_accuracy": trial.score,

@@ -11,6 +11,7 @@ from resnet import ResNetSpec, build_resnet
 from search_spaces import Sampler, Space, TrainConfig
 
 from ..data import Data
+from ..images import stop_on_bad_image
 from .callbacks import ResumeState
 
 
@@ -192,6 +193,8 @@ class ResNetHyperModel(kt.HyperModel):
                                                    epochs=epochs)
         val = None if final else self.data.pipeline("validation", max(batch, 256))
         callbacks = [keras.callbacks.TerminateOnNaN(), *(callbacks or [])]
+        if self.data.images is not None:  # first: an unreadable image stops fit before the epoch is saved
+            callbacks.insert(0, stop_on_bad_image(self.data.images))
         if cfg.schedule == "cosine":
             callbacks.insert(0, CosineWithWarmup(cfg.learning_rate, self.max_epochs, cfg.warmup_epochs, steps))
         elif cfg.schedule == "plateau":

@@ -19,8 +19,9 @@ def load_run_data(run: Run, verbose: bool = False):
     # checkpoints are the same on every backend).
     import_keras(run.backend if installed(run.backend) else configured(), verbose)
     size = run.info.get("image_size")
+    cache = bool((run.info.get("config") or {}).get("image_cache", True))
     return load_data(run.info["dataset"], seed=int(run.info.get("seed", 0)), image_size=tuple(size) if size else None,
-                     skip_bad_images=True)
+                     skip_bad_images=True, run_dir=run.run_dir, image_cache=cache)
 
 
 def hypermodel_for(run: Run, data):

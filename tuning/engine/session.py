@@ -15,7 +15,7 @@ import io
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from ..config import SearchConfig
 from ..errors import Recycled
@@ -64,6 +64,7 @@ class Context:
     sampler: object = None
     devices: dict | None = None
     sessions: Sessions | None = None
+    work_done: int | None = None  # the finished trials' work (`search_work`) as last counted; None: not yet
 
 
 def run_session(config: SearchConfig, space, folder: RunFolder, *, role: str, log: Callable[[str], None],
@@ -116,12 +117,16 @@ def _load(ctx: Context, announce: bool) -> None:
     gpus = None if ctx.role == "worker" and "CUDA_VISIBLE_DEVICES" in os.environ else cfg.gpus
     # Before anything else imports Keras: the backend is set, and its start-up noise stays hidden.
     import_keras(cfg.backend or "tensorflow", cfg.verbose, gpus, cache_dir=ctx.folder.path / "compile_cache")
-    ctx.data = load_data(cfg.dataset, seed=cfg.seed, image_size=cfg.image_size, skip_bad_images=cfg.skip_bad_images)
+    speak = ctx.role != "worker" and announce
+    ctx.data = load_data(cfg.dataset, seed=cfg.seed, image_size=cfg.image_size, skip_bad_images=cfg.skip_bad_images,
+                         run_dir=ctx.folder.path, image_cache=cfg.image_cache, log=ctx.log if speak else None)
     ctx.sampler = Sampler(ctx.space, ctx.data.net_input_shape, ctx.data.num_classes)
-    if ctx.sampler.note and ctx.role != "worker" and announce:
+    if ctx.sampler.note and speak:
         ctx.log(f"note: {ctx.sampler.note}")
-    if ctx.data.skipped:
-        ctx.log(f"note: skipped {len(ctx.data.skipped)} unreadable image(s), first {ctx.data.skipped[0]}")
+    unreadable = ctx.data.unreadable()
+    if unreadable and speak:
+        ctx.log(f"note: left out {len(unreadable)} unreadable image(s) so far, first {unreadable[0]} (all in "
+                f"{ctx.folder.path / 'data' / 'unreadable_images.txt'})")
     ctx.devices = setup_devices(cfg.precision, cfg.jit)
 
 
@@ -135,6 +140,7 @@ def _write_run_info(ctx: Context) -> None:
 
 
 def _make_tuner(ctx: Context, handover: bool):
+    from ..progress import Reporter
     from ..tensorboard_log import write_experiment_config
     from .hypermodel import ResNetHyperModel
     from .kt_internals import keras_tuner_debug
@@ -145,13 +151,24 @@ def _make_tuner(ctx: Context, handover: bool):
     hypermodel = ResNetHyperModel(ctx.space, ctx.data, max_epochs=cfg.max_epochs, sampler=ctx.sampler,
                                   seed=cfg.seed, jit_compile=ctx.devices["jit"], replicas=replicas)
     keras_tuner_debug(cfg.verbose)  # keras-tuner prints every failed trial's traceback when DEBUG is on
+    # The search's time left is asked for while a trial runs, so `tuner` is set by then.
     with _quiet(cfg.verbose):  # keras-tuner prints "Reloading Tuner from ..."
         tuner = ResNetTuner(hypermodel, ctx.folder.path, max_epochs=cfg.max_epochs, factor=cfg.factor,
-                            iterations=cfg.iterations, seed=cfg.seed,
-                            on_trial_done=_on_trial_done(ctx, handover), **kwargs)
+                            iterations=cfg.iterations, seed=cfg.seed, on_trial_done=_on_trial_done(ctx, handover),
+                            progress=Reporter(ctx.log, lambda epochs_done: _search_left(ctx, tuner, epochs_done)),
+                            **kwargs)
     if ctx.role != "worker" and not any(tuner.logdir.glob("events.out.tfevents.*")):
         write_experiment_config(tuner.logdir, tuner.oracle.get_space().space, ctx.sampler.aliases)
     return tuner, replicas
+
+
+def _search_left(ctx: Context, tuner, epochs_done: float) -> float:
+    """The search's seconds left at its pace so far (the model of `progress_line`), counting
+    `epochs_done` of the running trial as done."""
+    if ctx.work_done is None:
+        ctx.work_done = search_work(tuner.planned, ctx.folder.records().values())[0]
+    total = search_work(tuner.planned, ())[1]
+    return time_left(ctx.sessions.elapsed(), ctx.work_done + epochs_done, total)
 
 
 def _distribution(strategy: str | None) -> tuple[dict, int]:
@@ -186,6 +203,7 @@ def _on_trial_done(ctx: Context, handover: bool):
         records = ctx.folder.records()  # every worker's trials, not only this process's
         ctx.folder.write_leaderboard(records.values())
         ctx.sessions.save()
+        ctx.work_done = search_work(tuner.planned, records.values())[0]
         ctx.log(progress_line(tuner.planned, records, record, ctx.sessions.elapsed()))
         if handover and ctx.config.recycle_mb:
             _maybe_hand_over(ctx, baseline, len(records) < len(tuner.planned))
@@ -244,12 +262,21 @@ def _search(ctx: Context, tuner) -> None:
         raise
 
 
+def search_work(planned: list, records: Iterable[TrialRecord]) -> tuple[int, int]:
+    """(work done by the finished `records`, work of the `planned` trials): work is epochs trained
+    plus one epoch's worth of per-trial overhead."""
+    done = sum((r.epochs or 1) - r.initial_epoch + 1 for r in records)
+    return done, sum(e - s + 1 for _, _, e, s in planned)
+
+
+def time_left(elapsed: float, done: float, total: float) -> float:
+    """Seconds left for the work not `done` of `total`, at the pace of `elapsed` so far."""
+    return elapsed / max(1, done) * max(0, total - done)
+
+
 def progress_line(planned: list, records: dict[str, TrialRecord], record: TrialRecord, elapsed: float) -> str:
     """One line per finished trial: its score, the best so far, trials done, time left."""
-    # Work = epochs trained + one epoch's worth of per-trial overhead.
-    work_done = sum((r.epochs or 1) - r.initial_epoch + 1 for r in records.values())
-    work_total = sum(e - s + 1 for _, _, e, s in planned)
-    remaining = elapsed / max(1, work_done) * max(0, work_total - work_done)
+    remaining = time_left(elapsed, *search_work(planned, records.values()))
     scores = [r.val_accuracy for r in records.values() if r.val_accuracy is not None]
     best = f"{max(scores):.4f}" if scores else "-"
     if record.status == "COMPLETED":

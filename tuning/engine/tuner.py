@@ -27,7 +27,9 @@ from collections.abc import Callable
 import keras
 import keras_tuner as kt
 
+from ..errors import DataError
 from ..faults import fault_for, score_step
+from ..progress import Reporter, progress_callbacks
 from ..runtime import error_line, is_out_of_memory, write_json
 from ..store import TrialRecord
 from ..tensorboard_log import TrialLogger, tensorboard_callback, write_status
@@ -48,6 +50,11 @@ from .kt_internals import TunerCallback
 from .oracle import ResNetOracle, last_line
 
 
+class BadImageStop(DataError, kt.errors.FatalError):
+    """An unreadable image of a streamed folder without ``--skip-bad-images``: the search stops
+    (keras-tuner lets a `FatalError` through) and says which image, as bad input."""
+
+
 class ResNetTuner(kt.Hyperband):
     """Hyperband over a `ResNetHyperModel`.
 
@@ -57,12 +64,13 @@ class ResNetTuner(kt.Hyperband):
         max_epochs, factor, iterations: the Hyperband budget.
         seed: seeds the oracle (the sequence of trials) and each trial's initial weights.
         on_trial_done: called with (tuner, trial, record) after each trial, for results/progress.
+        progress: where a running trial's progress goes (`tuning.progress`); None: nowhere.
         overwrite: start afresh instead of resuming.
     """
 
     def __init__(self, hypermodel: ResNetHyperModel, results_dir: pathlib.Path, *, max_epochs: int, factor: int,
-                 iterations: int, seed: int, on_trial_done: Callable | None = None, overwrite: bool = False,
-                 **kwargs):
+                 iterations: int, seed: int, on_trial_done: Callable | None = None, progress: Reporter | None = None,
+                 overwrite: bool = False, **kwargs):
         oracle = ResNetOracle(
             objective=kt.Objective("val_accuracy", "max"), max_epochs=max_epochs, factor=factor,
             # keras-tuner treats seed 0 as "no seed" (`seed or random.randint(...)`), hence the + 1.
@@ -72,6 +80,7 @@ class ResNetTuner(kt.Hyperband):
         self.logdir = self.results_dir / "tensorboard"
         self.seed = seed
         self.on_trial_done = on_trial_done
+        self.progress = progress
         self.records: dict[str, TrialRecord] = {}
         self.planned = oracle.planned_trials()  # a worker's oracle becomes a client that cannot say
         self._resume_weights: pathlib.Path | None = None
@@ -148,10 +157,19 @@ class ResNetTuner(kt.Hyperband):
                 callbacks.append(FaultInjector(fault, batch_size, cfg.batch_size))
             if score_step():  # first, so that every other callback sees the rounded score
                 callbacks.insert(0, RoundScores(score_step()))
-            return self._build_and_fit_model(trial, *args, callbacks=callbacks, epochs=record.epochs,
-                                             initial_epoch=start, batch_size=batch_size, resume_state=state, **kwargs)
+            with progress_callbacks(self.progress, trial.trial_id, epochs=record.epochs, initial_epoch=start,
+                                    batch_size=batch_size * self.hypermodel.replicas) as shown:
+                return self._build_and_fit_model(trial, *args, callbacks=[*callbacks, *shown], epochs=record.epochs,
+                                                 initial_epoch=start, batch_size=batch_size, resume_state=state,
+                                                 **kwargs)
 
-        history = self._fit_halving_on_oom(attempt, cfg.batch_size, record)
+        try:
+            history = self._fit_halving_on_oom(attempt, cfg.batch_size, record)
+        except Exception:
+            images = self.hypermodel.data.images
+            if images is not None and images.fatal is not None:  # however the backend wrapped it
+                raise BadImageStop(str(images.fatal)) from None
+            raise
         losses = history.history.get("loss", [])
         if any(not math.isfinite(v) for v in losses) or len(losses) < record.epochs - start:
             raise kt.errors.FailedTrialError(f"the loss became NaN in epoch {start + len(losses)} "
