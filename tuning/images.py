@@ -234,7 +234,7 @@ class FolderImages:
         """The images of `ids` (None for an unreadable one), decoded in parallel where not cached.
 
         An unreadable image without ``skip_bad`` raises `BadImage`; with `defer`, it is only
-        recorded in `fatal` (for `StopOnBadImage`) and left out as with ``skip_bad``: a data
+        recorded in `fatal` (for `stop_on_bad_image`) and left out as with ``skip_bad``: a data
         pipeline must not raise inside the backend's fit loop."""
         ids = np.asarray(ids, dtype="int64")
         states = self.cache.states()[ids] if self.cache is not None else np.zeros(len(ids), "uint8")
@@ -255,8 +255,7 @@ class FolderImages:
         if not self.skip_bad:
             for k, img in enumerate(out):
                 if img is None:
-                    # The message only: an exception kept would keep the frames its traceback holds
-                    # (on TensorFlow, the data pipeline's tensors, freed later on another thread).
+                    # The message only: a kept exception would keep its traceback's frames alive.
                     self.fatal = self.fatal or str(self.error(int(ids[k])))
                     if not defer:
                         raise BadImage(self.fatal)
@@ -277,8 +276,6 @@ class FolderImages:
         positions = np.arange(len(ids)) if fill else np.asarray(good)
         if len(good) < len(ids) and fill:
             positions = np.asarray([k if images[k] is not None else good[0] for k in range(len(ids))])
-        if len(positions) == 0:
-            return np.zeros((0, *self.shape[1:]), "uint8"), positions
         return np.stack([images[k] for k in positions]), positions
 
 
