@@ -25,6 +25,12 @@ class _Ops:
         self.spec = spec
 
     def conv(self, x, filters: int, kernel: int, stride: int, name: str):
+        if kernel == 1 and stride > 1:
+            # The same as a strided 1x1 conv (pixels 0, s, 2s, ...; no padding), as subsampling
+            # then a 1x1 conv: TensorFlow's oneDNN CPU kernel for the strided 1x1 conv's gradient
+            # corrupts memory for 4-8 input channels and an odd batch of 7 or more.
+            x = layers.MaxPooling2D(1, strides=stride, name=f"{name}_subsample")(x)
+            stride = 1
         return layers.Conv2D(
             filters, kernel, strides=stride, padding="same", use_bias=False,
             kernel_initializer="he_normal", name=name,

@@ -2,6 +2,9 @@
 
 import itertools
 import math
+import os
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -173,3 +176,38 @@ def test_cost_model_equals_built_model(spec, h, w, c, classes):
     assert cost.non_trainable_params == sum(math.prod(v.shape) for v in model.non_trainable_weights)
     assert cost.flops == built_macs(model)
     keras.backend.clear_session()
+
+
+def test_a_strided_1x1_conv_is_subsampling_then_a_1x1_conv():
+    """The builder makes every strided 1x1 conv (projection shortcuts, the paper's bottleneck
+    stride) as 1x1 max-pooling with the stride, then a 1x1 conv: the same numbers as
+    Conv2D(kernel 1, strides 2, padding same), on odd and even sizes."""
+    rng = np.random.default_rng(0)
+    for size in (7, 8):
+        x = rng.normal(size=(3, size, size, 5)).astype("float32")
+        strided = keras.layers.Conv2D(4, 1, strides=2, padding="same", use_bias=False)
+        want = keras.ops.convert_to_numpy(strided(x))
+        plain = keras.layers.Conv2D(4, 1, padding="same", use_bias=False)
+        plain.build(x.shape)
+        plain.set_weights(strided.get_weights())
+        got = keras.ops.convert_to_numpy(plain(keras.layers.MaxPooling2D(1, strides=2)(x)))
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    model = build_resnet(ResNetSpec(stem="cifar", stage_depths=(1, 1), base_filters=8, shortcut="B"), (16, 16, 3), 2)
+    convs = {layer.name: layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)}
+    assert convs["stage2_block1_shortcut_conv"].strides == (1, 1)
+    assert "stage2_block1_shortcut_conv_subsample" in {layer.name for layer in model.layers}
+
+
+def test_training_a_projection_shortcut_on_an_odd_batch_does_not_crash():
+    """TensorFlow's oneDNN CPU kernel for a strided 1x1 conv's gradient corrupts memory with 8
+    input channels and a batch of 7 (the process dies with SIGSEGV or a glibc abort): the builder
+    avoids that kernel. In a subprocess, so that a crash fails this test only."""
+    script = ("import numpy as np, keras; from resnet import ResNetSpec, build_resnet; "
+              "m = build_resnet(ResNetSpec(stem='cifar', stage_depths=(1, 1), base_filters=8, shortcut='B'), "
+              "(16, 16, 3), 2); m.compile('sgd', 'categorical_crossentropy'); "
+              "x = np.random.default_rng(0).normal(size=(63, 16, 16, 3)).astype('float32'); "
+              "y = np.eye(2, dtype='float32')[np.arange(63) % 2]; "
+              "[m.fit(x[:n], y[:n], batch_size=64, epochs=2, verbose=0) for n in (7, 9, 63)]; print('trained')")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert proc.returncode == 0 and "trained" in proc.stdout, (proc.returncode, proc.stderr[-2000:])
