@@ -283,6 +283,10 @@ def test_a_run_keeps_its_index_and_a_bad_image_is_replaced_within_its_batch(tmp_
     assert again.unreadable() == [str(root / f"c{bad_id % 3}" / f"{bad_id:03d}.png")]
     third = load_data(str(root), seed=1, image_size=(8, 8), run_dir=run, skip_bad_images=True)
     assert third.unreadable() == again.unreadable()  # from the run's list, before this process met it
+    assert first.images.index.root == str(root)  # absolute: the run resumes from any working folder
+    root.rename(tmp_path / "moved")
+    with pytest.raises(DataError, match=f"dataset folder {root} does not exist; this run's images were listed"):
+        load_data(str(root), seed=1, image_size=(8, 8), run_dir=run)
 
 
 def test_normalization_on_a_seeded_sample_kept_for_the_run(tmp_path, monkeypatch):

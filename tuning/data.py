@@ -357,6 +357,9 @@ def load_image_folder(
     index_file = data_dir / INDEX_NAME if data_dir is not None else None
     if index_file is not None and index_file.exists():
         index = FolderIndex.load(index_file)
+        if not os.path.isdir(index.root):
+            raise DataError(f"dataset folder {index.root} does not exist; this run's images were listed there: "
+                            "put the folder back to resume, or start a new run (another --name)")
     else:
         index = scan_folder(root)
     if image_size is None:

@@ -55,7 +55,7 @@ def _walk(top: str, rel: str, out: list[str]) -> None:
 class FolderIndex:
     """The images of a folder: paths relative to `root`, their labels, the class names."""
 
-    root: str
+    root: str  # absolute, so that a run resumed from another working folder finds its images
     classes: list[str]
     files: list[str]
     labels: np.ndarray  # int64, one per file
@@ -95,7 +95,7 @@ def scan_folder(root: str | os.PathLike) -> FolderIndex:
     if len(used) < 2:
         raise DataError(f"dataset folder {root} holds images of {len(used)} class(es); it needs class subfolders "
                         f"(at least 2) with {', '.join(IMAGE_EXTENSIONS)} images in them")
-    return FolderIndex(root, classes, files, np.asarray(labels, dtype="int64"))
+    return FolderIndex(os.path.abspath(root), classes, files, np.asarray(labels, dtype="int64"))
 
 
 def decode(path: str, h: int, w: int) -> tuple[np.ndarray | None, str | None]:
