@@ -32,8 +32,8 @@ sys.path.insert(0, str(ROOT))
 def draw(space_name: str, count: int, seed: int) -> list[dict]:
     """The first `count` configurations the oracle draws at random from the space, in order."""
     import keras_tuner as kt
-    from search_spaces import Sampler, load_space
 
+    from search_spaces import Sampler, load_space
     from tuning.data import load_data
     from tuning.engine.oracle import ResNetOracle
 
@@ -54,8 +54,8 @@ def train(space_name: str, values_list: list[dict], seed: int, out: pathlib.Path
 
     import_keras("tensorflow", False)
     import keras
-    from search_spaces import load_space
 
+    from search_spaces import load_space
     from tuning.data import load_data
     from tuning.engine.hypermodel import ResNetHyperModel
 
