@@ -72,8 +72,9 @@ def train(space_name: str, values_list: list[dict], seed: int, out: pathlib.Path
             self._t0 = time.perf_counter()
 
         def on_epoch_end(self, epoch, logs=None):
+            seconds = round(time.perf_counter() - self._t0, 3)
             self.epochs.append({"epoch": epoch + 1, "val_accuracy": float(logs["val_accuracy"]),
-                                "val_loss": float(logs["val_loss"]), "seconds": round(time.perf_counter() - self._t0, 3)})
+                                "val_loss": float(logs["val_loss"]), "seconds": seconds})
 
     for values in values_list:
         hp = hypermodel.hyperparameters(values)
