@@ -131,7 +131,7 @@ class Data:
         hist = np.zeros((x.shape[-1], 256), "int64") if x.dtype == np.uint8 else None
         for start in range(0, k, chunk):
             idx = sample[start:start + chunk]
-            part = x.take(idx)[0] if isinstance(x, ImageView) else x[idx]
+            part = x[idx]  # a folder: decoded (or from the cache); an unreadable image raises
             if hist is not None:  # uint8: exact, from per-channel histograms
                 for c in range(part.shape[-1]):
                     hist[c] += np.bincount(part[..., c].ravel(), minlength=256)

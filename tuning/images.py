@@ -300,9 +300,7 @@ class ImageView:
         return self.images.take(self.ids[index], fill, defer)
 
     def __getitem__(self, index) -> np.ndarray:
-        """The images at `index` (unreadable ones left out)."""
-        if isinstance(index, (int, np.integer)):
-            return self.take([int(index)])[0][0]
+        """The images at `index`, a slice or indices (unreadable ones left out with ``skip_bad``)."""
         return self.take(index)[0]
 
     def concat(self, other: ImageView) -> ImageView:
