@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from .config import PRECISIONS, STRATEGIES, SearchConfig, default
+from .config import ALGORITHMS, PRECISIONS, STRATEGIES, SearchConfig, default
 from .errors import SearchError, SystematicFailure
 
 
@@ -53,12 +53,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a dataset folder: keep each image, once decoded and resized, in <run>/data/ so that later "
                         "epochs, trials and the export read it instead of decoding it again (default: on; the size "
                         "is shown at the start)")
-    p.add_argument("--max-epochs", type=int, help="Hyperband: most epochs any configuration trains "
-                   "(default: the space's)")
-    p.add_argument("--factor", type=int, help="Hyperband: keep 1/factor of the configurations each round "
+    p.add_argument("--algorithm", choices=ALGORITHMS, default=default("algorithm"),
+                   help="hyperband: random configurations in Hyperband's brackets; bohb: the same brackets, new "
+                        "configurations drawn from a TPE model of the results so far (a third still at random); "
+                        "asha: asynchronous successive halving, no worker waits for a round (default: "
+                        f"{default('algorithm')})")
+    p.add_argument("--max-epochs", type=int, help="most epochs any configuration trains (default: the space's)")
+    p.add_argument("--factor", type=int, help="keep 1/factor of the configurations each round or rung "
                    "(>= 2; default: the space's)")
-    p.add_argument("--iterations", type=int, help="Hyperband: how many times to run all brackets "
-                   "(default: the space's)")
+    p.add_argument("--iterations", type=int, help="the budget: Hyperband and BOHB run all brackets this many "
+                   "times; ASHA trains as many epochs in all as they would (default: the space's)")
     p.add_argument("--results-dir", default=default("results_dir"), help="parent folder of the run "
                    f"(default: {default('results_dir')})")
     p.add_argument("--name", help="run folder name (default: <space>-<dataset>)")

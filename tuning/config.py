@@ -17,9 +17,10 @@ from .errors import UsageError
 PRECISIONS = ("auto", "float32", "mixed", "bfloat16")
 STRATEGIES = ("data-parallel", "mirrored")
 # What a run is: a resumed run must match these (the other options may change between sessions).
-RUN_KEYS = ("space", "dataset", "seed", "max_epochs", "factor", "iterations", "image_size", "backend")
+RUN_KEYS = ("space", "dataset", "seed", "algorithm", "max_epochs", "factor", "iterations", "image_size", "backend")
 # What a run folder written before a key existed holds for it.
-RUN_KEY_BEFORE = {"backend": "tensorflow"}
+RUN_KEY_BEFORE = {"backend": "tensorflow", "algorithm": "hyperband"}
+ALGORITHMS = ("hyperband", "bohb", "asha")  # tuning.engine.algorithms
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,6 +33,7 @@ class SearchConfig:
 
     space: str = "small"                     # a named space or the path of a .toml file
     dataset: str | None = None
+    algorithm: str = "hyperband"             # "hyperband", "bohb" or "asha"
     max_epochs: int | None = None
     factor: int | None = None
     iterations: int | None = None
@@ -57,6 +59,8 @@ class SearchConfig:
         for key, minimum in (("max_epochs", 1), ("factor", 2), ("iterations", 1), ("seed", 0),
                              ("recycle_mb", 0)):
             _check_int(key, getattr(self, key), minimum)
+        if self.algorithm not in ALGORITHMS:
+            raise UsageError(f"algorithm = {self.algorithm!r} is invalid: choose from {', '.join(ALGORITHMS)}")
         if self.precision not in PRECISIONS:
             raise UsageError(f"precision = {self.precision!r} is invalid: choose from {', '.join(PRECISIONS)}")
         if self.strategy not in (None, *STRATEGIES):

@@ -6,9 +6,13 @@ non-interactive backend):
 - ``curves.png``: validation accuracy against epochs for every configuration, coloured by
   Hyperband bracket, with the rounds' starting epochs marked;
 - ``pareto.png``: accuracy against parameters and against FLOPs, Pareto front marked;
-- ``hyperparameters.png``: one small panel per tuned hyperparameter against the score.
+- ``hyperparameters.png``: one small panel per tuned hyperparameter against the score;
+- ``anytime.png``: the best validation accuracy so far against wall time (`anytime_curve`).
 
 The search writes the report at its end too.
+
+`python -m tuning.report results` (a folder of run folders) compares the finished runs in it:
+``results/comparison.md`` and ``comparison.png`` (`write_comparison`).
 """
 
 from __future__ import annotations
@@ -21,11 +25,14 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from .errors import UsageError
 from .ranking import best_record
 from .runtime import write_atomic
 from .store import Run, TrialRecord, leaderboard_rows, open_run
 
+Curve = list[tuple[float, float | None]]  # (wall seconds, best val_accuracy so far or None)
 SKIP_HPS = {"stem", "layers", "stage_depths"}  # shown elsewhere or derived
 TOP_ROWS = 10
 
@@ -86,6 +93,18 @@ def _plt():
     return plt
 
 
+def _savefig(fig, path: pathlib.Path) -> None:
+    """Save a PNG via a temporary file and rename, so readers never see half an image."""
+    path = pathlib.Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        fig.savefig(tmp, format="png")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def plot_curves(configs, path: pathlib.Path, title: str) -> None:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(8, 5))
@@ -119,7 +138,7 @@ def plot_curves(configs, path: pathlib.Path, title: str) -> None:
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     fig.tight_layout()
-    fig.savefig(path)
+    _savefig(fig, path)
     plt.close(fig)
 
 
@@ -154,7 +173,7 @@ def plot_pareto(configs, path: pathlib.Path) -> None:
     axes[0].legend(loc="lower right")
     fig.suptitle("Accuracy against cost: each point is one configuration")
     fig.tight_layout()
-    fig.savefig(path)
+    _savefig(fig, path)
     plt.close(fig)
 
 
@@ -174,8 +193,6 @@ def _tuned(configs) -> list[str]:
 
 def plot_hyperparameters(configs, path: pathlib.Path) -> list[str]:
     plt = _plt()
-    import numpy as np
-
     scored = [c for c in configs if c["score"] is not None]
     names = _tuned(scored)
     if not names:
@@ -212,7 +229,7 @@ def plot_hyperparameters(configs, path: pathlib.Path) -> list[str]:
         ax.axis("off")
     fig.suptitle("Each tuned hyperparameter against the score (red bar: mean per value)", fontsize=11)
     fig.tight_layout()
-    fig.savefig(path)
+    _savefig(fig, path)
     plt.close(fig)
     return names
 
@@ -234,6 +251,256 @@ def _fmt(v) -> str:
     return str(v)
 
 
+# ----- best so far against wall time ------------------------------------------------------------
+def algorithm(run: Run) -> str:
+    """The run's search algorithm, ``"hyperband"``, ``"bohb"`` or ``"asha"`` (older runs: Hyperband)."""
+    s = run.summary or {}
+    return s.get("algorithm") or run.info.get("algorithm") or (run.info.get("config") or {}).get("algorithm") \
+        or "hyperband"
+
+
+def anytime_curve(run: Run) -> Curve:
+    """The best validation accuracy so far (None until a trial completed) against the run's wall seconds, one
+    point per ended trial in the order they ended: summary.json's ``anytime``, or else from the trial records."""
+    points = (run.summary or {}).get("anytime")
+    if points:
+        return [(float(t), None if v is None else float(v)) for t, v in points]
+    return curve_from_records(run.records.values())
+
+
+def curve_from_records(records) -> Curve:
+    """`anytime_curve` from trial records: each ends at ``started + seconds``, counted from the earliest start;
+    the best is the running maximum of completed trials' val_accuracy. Gaps between sessions count as time."""
+    records = list(records)
+    starts = [r.started for r in records if r.started is not None]
+    if not starts:
+        return []
+    origin = min(starts)
+    ended = sorted((r for r in records if r.started is not None and r.seconds is not None),
+                   key=lambda r: (r.started + r.seconds, r.trial_id))
+    out: Curve = []
+    best = None
+    for r in ended:
+        if r.completed and (best is None or r.val_accuracy > best):
+            best = float(r.val_accuracy)
+        out.append((float(r.started + r.seconds - origin), best))
+    return out
+
+
+def time_to_best(curve: Curve) -> tuple[float, float] | None:
+    """(seconds, accuracy): when the curve first reached its final best; None if no trial completed."""
+    scored = [(t, v) for t, v in curve if v is not None]
+    if not scored:
+        return None
+    top = max(v for _, v in scored)
+    return next((t, v) for t, v in scored if v == top)
+
+
+def best_at(curve: Curve, times: Sequence[float]) -> np.ndarray:
+    """The curve's best so far at each time: NaN before its first completed trial, its last value after its end."""
+    ts = np.array([t for t, _ in curve], dtype=float)
+    vs = np.array([np.nan] + [np.nan if v is None else v for _, v in curve], dtype=float)
+    return vs[np.searchsorted(ts, np.asarray(times, dtype=float), side="right")]  # index 0: before any trial ended
+
+
+def algorithm_bands(curves: dict[str, list[Curve]], times: Sequence[float]) -> dict[str, tuple[np.ndarray, ...]]:
+    """(median, 25th, 75th percentile) of the best so far at `times`, per algorithm that has at least 2 runs;
+    NaN until every run of the algorithm has a completed trial."""
+    out = {}
+    for name, runs in curves.items():
+        if len(runs) < 2:
+            continue
+        values = np.stack([best_at(c, times) for c in runs])
+        full = ~np.isnan(values).any(axis=0)
+        q = np.full((3, len(times)), np.nan)
+        if full.any():
+            q[:, full] = np.percentile(values[:, full], [50, 25, 75], axis=0)
+        out[name] = (q[0], q[1], q[2])
+    return out
+
+
+def _time_unit(seconds: float) -> tuple[float, str]:
+    """Divisor and axis label for wall times up to `seconds`."""
+    if seconds > 3 * 3600:
+        return 3600.0, "wall time (hours)"
+    if seconds > 120:
+        return 60.0, "wall time (minutes)"
+    return 1.0, "wall time (seconds)"
+
+
+def _step(ax, curve: Curve, unit: float, **kwargs) -> None:
+    """One run's best-so-far as a step line from its first completed trial to its last ended one."""
+    pts = [(t / unit, v) for t, v in curve if v is not None]
+    if not pts:
+        return
+    xs, ys = zip(*pts)
+    end = curve[-1][0] / unit
+    ax.step([*xs, end], [*ys, ys[-1]], where="post", **kwargs)
+
+
+def plot_anytime(curve: Curve, path: pathlib.Path, title: str) -> None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    unit, label = _time_unit(max((t for t, _ in curve), default=0.0))
+    _step(ax, curve, unit, color="tab:blue", lw=2, label="best so far")
+    ended = [t / unit for t, _ in curve]
+    if ended:
+        ax.plot(ended, [0] * len(ended), "|", color="0.5", ms=10, transform=ax.get_xaxis_transform(),
+                label="a trial ends")
+    rises, prev = [], None
+    for t, v in curve:
+        if v is not None and (prev is None or v > prev):
+            rises.append((t / unit, v))
+            prev = v
+    if rises:
+        ax.plot(*zip(*rises), "o", color="tab:blue", ms=4)
+    best = time_to_best(curve)
+    if best is not None:
+        late = best[0] > 0.7 * curve[-1][0]  # label to the left, inside the axes
+        ax.annotate(f"best {best[1]:.4f} at {_clock(best[0])}", (best[0] / unit, best[1]), textcoords="offset points",
+                    xytext=(-6 if late else 6, -14), ha="right" if late else "left", fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no trial completed", transform=ax.transAxes, ha="center", color="0.4")
+    ax.set_xlabel(label)
+    ax.set_ylabel("best validation accuracy so far")
+    ax.set_xlim(left=0)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    _savefig(fig, path)
+    plt.close(fig)
+
+
+def _clock(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    seconds = int(round(max(0.0, seconds)))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def _anytime_markdown(run: Run, curve: Curve) -> list[str]:
+    s = run.summary or {}
+    lines = ["## Best validation accuracy against wall time", "", "![anytime](anytime.png)", "",
+             f"Algorithm: {algorithm(run)}. One point per ended trial, in the order they ended "
+             f"({'from summary.json' if s.get('anytime') else 'from the trial records'}).", ""]
+    best = time_to_best(curve)
+    if best is not None:
+        lines += [f"Best {best[1]:.4f}, first reached after {best[0]:.0f} s ({_clock(best[0])}).", ""]
+    workers = s.get("workers")
+    if isinstance(workers, dict):
+        share = workers.get("busy_share")
+        lines += [f"Workers: {workers.get('count', 1)}"
+                  + (f", busy {100 * share:.0f}% of the time" if share is not None else "")
+                  + (f" (over {workers['wall_seconds']:.0f} s)" if workers.get("wall_seconds") is not None else "")
+                  + ".", ""]
+        per = workers.get("per_worker") or {}
+        if (workers.get("count") or 1) > 1 and per:
+            lines += ["| worker | busy (s) | idle (s) | trials |", "|---|---|---|---|"]
+            lines += [f"| {name} | {_seconds(w.get('busy_seconds'))} | {_seconds(w.get('idle_seconds'))} | "
+                      f"{_fmt(w.get('trials'))} |" for name, w in per.items()] + [""]
+    return lines
+
+
+def _seconds(v) -> str:
+    return "" if v is None else f"{v:.0f}"
+
+
+# ----- several runs side by side -----------------------------------------------------------------
+def finished_runs(results_dir: str | os.PathLike, log=None) -> list[Run]:
+    """The finished runs (folders with summary.json) directly under `results_dir`, by name; unreadable ones are
+    left out (with a note to `log`)."""
+    root = pathlib.Path(results_dir)
+    if not root.is_dir():
+        return []
+    runs = []
+    for d in sorted(p for p in root.iterdir() if p.is_dir() and (p / "summary.json").is_file()):
+        try:
+            runs.append(open_run(d))
+        except UsageError as e:
+            if log:
+                log(f"note: left out {d.name}: {e}")
+    return runs
+
+
+def _label(run: Run) -> str:
+    seed = (run.summary or {}).get("seed", run.info.get("seed"))
+    return f"{run.name} ({algorithm(run)}, seed {seed})"
+
+
+def plot_comparison(runs: Sequence[Run], curves: Sequence[Curve], path: pathlib.Path) -> bool:
+    """Every run's curve overlaid and, when two runs share an algorithm, a panel of each algorithm's median and
+    interquartile band. Returns whether that panel was drawn."""
+    plt = _plt()
+    algos = sorted({algorithm(r) for r in runs})
+    by_algo: dict[str, list[Curve]] = {a: [c for r, c in zip(runs, curves) if algorithm(r) == a] for a in algos}
+    end = max((c[-1][0] for c in curves if c), default=0.0)
+    times = np.linspace(0.0, end, 400)
+    bands = algorithm_bands(by_algo, times)
+    fig, axes = plt.subplots(1, 2 if bands else 1, figsize=(13, 5) if bands else (8, 5), squeeze=False,
+                             sharey=True)
+    unit, label = _time_unit(end)
+    colors = {a: plt.get_cmap("tab10")(i % 10) for i, a in enumerate(algos)}
+    styles = ("-", "--", ":", "-.")
+    seen: dict[str, int] = {}
+    ax = axes[0, 0]
+    for run, curve in zip(runs, curves):
+        a = algorithm(run)
+        n = seen[a] = seen.get(a, -1) + 1
+        _step(ax, curve, unit, color=colors[a], ls=styles[n % len(styles)], lw=1.6, label=_label(run))
+    ax.set_title("Each run: best validation accuracy so far")
+    if bands:
+        bx = axes[0, 1]
+        for a, (med, lo, hi) in bands.items():
+            bx.step(times / unit, med, where="post", color=colors[a], lw=2, label=f"{a}: median of {len(by_algo[a])}")
+            bx.fill_between(times / unit, lo, hi, step="post", color=colors[a], alpha=0.2, lw=0)
+        bx.plot([], [], color="0.5", lw=6, alpha=0.3, label="interquartile range")
+        bx.set_title("Per algorithm: median and interquartile range")
+    for a in axes.flat:
+        a.set_xlabel(label)
+        a.set_xlim(left=0)
+        a.grid(alpha=0.3)
+        a.legend(loc="lower right", fontsize=8)
+    axes[0, 0].set_ylabel("best validation accuracy so far")
+    fig.tight_layout()
+    _savefig(fig, path)
+    plt.close(fig)
+    return bool(bands)
+
+
+def write_comparison(results_dir: str | os.PathLike, log=None) -> pathlib.Path | None:
+    """Compare the finished runs under `results_dir`: write ``comparison.png`` and ``comparison.md`` there and
+    return the latter's path; None (nothing written) when there are fewer than 2."""
+    runs = finished_runs(results_dir, log)
+    if len(runs) < 2:
+        return None
+    root = pathlib.Path(results_dir)
+    curves = [anytime_curve(r) for r in runs]
+    banded = plot_comparison(runs, curves, root / "comparison.png")
+    lines = [f"# Comparison of {len(runs)} runs", "", "![comparison](comparison.png)", "",
+             "Best validation accuracy so far against wall time, one point per ended trial."
+             + (" Right: per algorithm with at least 2 runs, the median and interquartile range over a common "
+                "time grid (a run that ended earlier keeps its final best; drawn once every run of the algorithm "
+                "has a completed trial)." if banded else ""), "",
+             "| run | algorithm | seed | trials | wall time | best val_accuracy | best test_accuracy "
+             "| time to the best | busy share |", "|---|---|---|---|---|---|---|---|---|"]
+    for run, curve in zip(runs, curves):
+        s = run.summary or {}
+        reached = time_to_best(curve)
+        best_val = s.get("best_val_accuracy", max((r.val_accuracy for r in run.completed()), default=None))
+        share = (s.get("workers") or {}).get("busy_share")
+        cells = [run.name, algorithm(run), s.get("seed", run.info.get("seed")), s.get("trials", len(run.records)),
+                 _clock(s.get("wall_seconds")), _fmt(best_val),
+                 _fmt(s.get("best_test_accuracy", (run.best or {}).get("test_accuracy"))),
+                 _clock(reached[0]) if reached else "", "" if share is None else f"{100 * share:.0f}%"]
+        lines.append("| " + " | ".join("" if c is None else str(c) for c in cells) + " |")
+    md = root / "comparison.md"
+    write_atomic(md, "\n".join(lines) + "\n")
+    if log:
+        log(f"comparison: {md}")
+    return md
+
+
 def write_report(run_dir: str | os.PathLike, log=None) -> pathlib.Path:
     """Write ``<run_dir>/report/`` and return its path. Raises `UsageError` for a bad run folder."""
     run = open_run(run_dir)
@@ -244,7 +511,9 @@ def write_report(run_dir: str | os.PathLike, log=None) -> pathlib.Path:
     plot_curves(configs, out / "curves.png", title)
     plot_pareto(configs, out / "pareto.png")
     tuned = plot_hyperparameters(configs, out / "hyperparameters.png")
-    md = _markdown(run, configs, tuned)
+    curve = anytime_curve(run)
+    plot_anytime(curve, out / "anytime.png", f"{run.name} ({algorithm(run)}): best validation accuracy so far")
+    md = _markdown(run, configs, tuned, curve)
     write_atomic(out / "report.md", md)
     html = _html(md, run.name)
     if html:
@@ -263,7 +532,7 @@ def _compile_text(run: Run) -> str:
     return f"{seconds:.0f} s, part of the training time ({' and '.join(sorted(how))})"
 
 
-def _markdown(run: Run, configs, tuned) -> str:
+def _markdown(run: Run, configs, tuned, curve: Curve) -> str:
     s = run.summary or {}
     best = run.best or {}
     info = run.info
@@ -289,8 +558,9 @@ def _markdown(run: Run, configs, tuned) -> str:
         lines += [f"| {k} | {_fmt(v)} |" for k, v in best["hyperparameters"].items()] + [""]
     lines += ["## Validation accuracy against epochs", "", "![curves](curves.png)", "",
               "One line per configuration; a configuration Hyperband promotes continues its line in the next "
-              "round, which starts from the checkpoint of its best epoch so far.", "",
-              "## Accuracy against cost", "", "![pareto](pareto.png)", "",
+              "round, which starts from the checkpoint of its best epoch so far.", ""]
+    lines += _anytime_markdown(run, curve)
+    lines += ["## Accuracy against cost", "", "![pareto](pareto.png)", "",
               "## Hyperparameters against the score", "", "![hyperparameters](hyperparameters.png)", "",
               f"Tuned: {', '.join(tuned)}.", "", f"## Leaderboard (top {TOP_ROWS} of {len(run.records)} trials)", ""]
     columns, table = leaderboard_rows(run.records.values())
@@ -316,11 +586,19 @@ def _html(md: str, title: str) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tuning.report", description="Write plots and a summary of a "
-                                "search to <run_dir>/report/ (report.md, report.html, PNGs).")
-    p.add_argument("run_dir", help="the search's results folder, results/<name>")
+                                "search to <run_dir>/report/ (report.md, report.html, PNGs); given a folder of "
+                                "runs, compare its finished runs in comparison.md and comparison.png.")
+    p.add_argument("run_dir", help="the search's results folder, results/<name>; or a folder of them (results)")
     args = p.parse_args(argv)
+    path = pathlib.Path(args.run_dir)
     try:
-        write_report(args.run_dir, log=print)
+        if path.is_dir() and not (path / "run.json").exists() and any(path.glob("*/summary.json")):
+            if write_comparison(path, log=print) is None:
+                names = [r.name for r in finished_runs(path)]
+                raise UsageError(f"{path} holds {len(names)} finished run(s) ({', '.join(names) or 'none readable'});"
+                                 f" a comparison needs at least 2 (for one run's report give results/<name>)")
+        else:
+            write_report(path, log=print)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -58,7 +58,7 @@ FIXED_COLUMNS = ("trial_id", "run", "bracket", "round", "status", "epochs", "val
 _FILE_ORDER = ("trial_id", "run", "parent", "bracket", "round", "initial_epoch", "epochs", "params", "flops", "spec",
                "values", "hyperparameters", "started", "resumed_from_epoch", "epoch_seconds", "checkpoint_seconds",
                "oom_retry_batch_size", "build_seconds", "compile_seconds", "compile_measure", "fit_seconds",
-               "history", "seconds", "status",
+               "history", "worker", "seconds", "status",
                "val_accuracy", "best_step", "error")
 # Keys today's trial files carry even when null, and the field that says they apply: a trial that
 # ran names its parent (null in a first round); an ended trial its score and best step (null if it failed).
@@ -82,6 +82,7 @@ class TrialRecord:
     values: dict | None = None               # keras-tuner's names
     hyperparameters: dict = field(default_factory=dict)
     started: float | None = None
+    worker: str | None = None                # keras-tuner's tuner id of the process that ran it
     status: str | None = None
     val_accuracy: float | None = None
     best_step: int | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import pathlib
 import shlex
 import time
@@ -101,12 +102,65 @@ def _summary(ctx, tuner, records, best: dict, replicas: int) -> dict[str, Any]:
         "backend": ctx.devices["backend"],
         "best_trial": best["trial_id"], "best_val_accuracy": best["val_accuracy"],
         "best_test_accuracy": best["test_accuracy"],
+        "algorithm": cfg.algorithm,
         "hyperband": {"max_epochs": cfg.max_epochs, "factor": cfg.factor, "iterations": cfg.iterations},
+        **({"asha": {"rungs": tuner.oracle.rungs, "budget_epochs": tuner.oracle.budget,
+                     "epochs_started": tuner.oracle.spent()}} if cfg.algorithm == "asha" else {}),
+        **({"bohb": {"new_configurations": tuner.oracle.draws, "from_model": tuner.oracle.model_draws,
+                     "model_trials": tuner.oracle.model_trials}}
+           if cfg.algorithm == "bohb" else {}),
+        "anytime": anytime_curve(records.values(), ctx.sessions.state["sessions"]),
+        "workers": worker_time(records.values(), wall),
         "devices": ctx.devices, "replicas": replicas,
         "sizes": data.sizes(), "input_shape": list(data.input_shape), "versions": versions(),
         "normalization_sample": (data.normalization or {}).get("sample_size"),
         **_folder_summary(data),
     }
+
+
+def run_elapsed(sessions: list[dict], t: float) -> float:
+    """Wall seconds of the run at time `t`: the sessions before the one running at `t`, in full,
+    plus the time since that one started (time between sessions does not count)."""
+    before = 0.0
+    for i, s in enumerate(sessions):
+        t0 = s.get("t0")
+        if t0 is None:  # a session written before "t0" existed
+            t0 = time.mktime(time.strptime(s["started"][:19], "%Y-%m-%dT%H:%M:%S"))
+        nxt = sessions[i + 1] if i + 1 < len(sessions) else None
+        if nxt is None or t < (nxt.get("t0") or math.inf):
+            return before + max(0.0, t - t0)
+        before += s.get("wall_seconds", 0.0)
+    return before
+
+
+def anytime_curve(records, sessions: list[dict]) -> list[list]:
+    """``[elapsed_seconds, best_val_so_far]`` after every ended trial, in the order they ended
+    (best is None until a trial completed)."""
+    ended = sorted((r for r in records if r.started is not None and r.seconds is not None),
+                   key=lambda r: (r.started + r.seconds, r.trial_id))
+    best, out = None, []
+    for r in ended:
+        if r.status == "COMPLETED" and r.val_accuracy is not None and (best is None or r.val_accuracy > best):
+            best = r.val_accuracy
+        out.append([round(run_elapsed(sessions, r.started + r.seconds), 1), best])
+    return out
+
+
+def worker_time(records, wall: float) -> dict[str, Any]:
+    """Each worker's busy seconds (running trials: building, training, checkpoints) and idle
+    seconds (the rest of the run's wall time: start-up, waiting for work, bookkeeping)."""
+    per: dict[str, dict[str, Any]] = {}
+    for r in records:
+        w = per.setdefault(r.worker or "tuner0", {"busy_seconds": 0.0, "trials": 0})
+        w["busy_seconds"] += r.seconds or 0.0
+        w["trials"] += 1
+    for w in per.values():
+        w["busy_seconds"] = round(w["busy_seconds"], 1)
+        w["idle_seconds"] = round(max(0.0, wall - w["busy_seconds"]), 1)
+    busy = sum(w["busy_seconds"] for w in per.values())
+    return {"count": len(per), "wall_seconds": round(wall, 1),
+            "busy_share": round(busy / (len(per) * wall), 3) if per and wall else None,
+            "per_worker": dict(sorted(per.items()))}
 
 
 def _folder_summary(data) -> dict[str, Any]:

@@ -38,7 +38,8 @@ class Sessions:
         self.state = {"sessions": state.get("sessions", []),
                       "created": state.get("created", time.strftime("%Y-%m-%dT%H:%M:%S%z"))}
         self.previous_wall = sum(s.get("wall_seconds", 0.0) for s in self.state["sessions"])
-        self.current = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "wall_seconds": 0.0, "role": role}
+        self.current = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "t0": round(t_start, 3), "wall_seconds": 0.0,
+                        "role": role}
         self.state["sessions"].append(self.current)
 
     def elapsed(self) -> float:
@@ -154,7 +155,8 @@ def _make_tuner(ctx: Context, handover: bool):
     # The search's time left is asked for while a trial runs, so `tuner` is set by then.
     with _quiet(cfg.verbose):  # keras-tuner prints "Reloading Tuner from ..."
         tuner = ResNetTuner(hypermodel, ctx.folder.path, max_epochs=cfg.max_epochs, factor=cfg.factor,
-                            iterations=cfg.iterations, seed=cfg.seed, on_trial_done=_on_trial_done(ctx, handover),
+                            iterations=cfg.iterations, seed=cfg.seed, algorithm=cfg.algorithm,
+                            on_trial_done=_on_trial_done(ctx, handover),
                             progress=Reporter(ctx.log, lambda epochs_done: _search_left(ctx, tuner, epochs_done)),
                             **kwargs)
     if ctx.role != "worker" and not any(tuner.logdir.glob("events.out.tfevents.*")):
@@ -238,12 +240,21 @@ def _announce(ctx: Context, tuner, replicas: int, resuming: bool, continuing: bo
     elif not continuing:
         shape = "x".join(map(str, data.net_input_shape))
         ctx.log(f"searching space {ctx.space.name!r} on {data.name} ({data.sizes()['train']} train / "
-                f"{data.sizes()['validation']} validation images, {shape}, {data.num_classes} classes): Hyperband "
-                f"max_epochs={cfg.max_epochs} factor={cfg.factor} iterations={cfg.iterations}, {planned} trials "
-                f"on {device}; results in {ctx.folder.path}")
+                f"{data.sizes()['validation']} validation images, {shape}, {data.num_classes} classes): "
+                f"{_plan_text(cfg, tuner)} on {device}; results in {ctx.folder.path}")
     if replicas > 1 or cfg.strategy:
         ctx.log(f"data-parallel over {replicas} replica(s): each trial's sampled batch size is per replica, so the "
                 f"global batch is {replicas}x the batch_size in the leaderboard")
+
+
+def _plan_text(cfg: SearchConfig, tuner) -> str:
+    from .algorithms import NAMES
+
+    budget = f"max_epochs={cfg.max_epochs} factor={cfg.factor} iterations={cfg.iterations}"
+    if cfg.algorithm == "asha":
+        return (f"ASHA {budget} (rungs of {', '.join(map(str, tuner.oracle.rungs))} epochs), {tuner.oracle.budget} "
+                f"epochs in all, about {len(tuner.planned)} trials")
+    return f"{NAMES[cfg.algorithm]} {budget}, {len(tuner.planned)} trials"
 
 
 def _search(ctx: Context, tuner) -> None:

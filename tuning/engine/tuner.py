@@ -33,6 +33,7 @@ from ..progress import Reporter, progress_callbacks
 from ..runtime import error_line, is_out_of_memory, write_json
 from ..store import TrialRecord
 from ..tensorboard_log import TrialLogger, tensorboard_callback, write_status
+from .algorithms import make_oracle
 from .callbacks import (
     CompileTimer,
     EpochTimer,
@@ -47,7 +48,7 @@ from .callbacks import (
 from .checkpoints import CHECKPOINT_NAME, load_variables
 from .hypermodel import ResNetHyperModel
 from .kt_internals import TunerCallback
-from .oracle import ResNetOracle, last_line
+from .oracle import last_line
 
 
 class BadImageStop(DataError, kt.errors.FatalError):
@@ -56,12 +57,13 @@ class BadImageStop(DataError, kt.errors.FatalError):
 
 
 class ResNetTuner(kt.Hyperband):
-    """Hyperband over a `ResNetHyperModel`.
+    """Hyperband, BOHB or ASHA over a `ResNetHyperModel`.
 
     Args:
         hypermodel: the hypermodel (its sampler checks validity).
         results_dir: ``results/<name>``; keras-tuner's own state goes to its ``tuner/`` subfolder.
-        max_epochs, factor, iterations: the Hyperband budget.
+        algorithm: one of `tuning.engine.algorithms.ALGORITHMS`.
+        max_epochs, factor, iterations: the budget (Hyperband's; ASHA trains as many epochs).
         seed: seeds the oracle (the sequence of trials) and each trial's initial weights.
         on_trial_done: called with (tuner, trial, record) after each trial, for results/progress.
         progress: where a running trial's progress goes (`tuning.progress`); None: nowhere.
@@ -69,10 +71,10 @@ class ResNetTuner(kt.Hyperband):
     """
 
     def __init__(self, hypermodel: ResNetHyperModel, results_dir: pathlib.Path, *, max_epochs: int, factor: int,
-                 iterations: int, seed: int, on_trial_done: Callable | None = None, progress: Reporter | None = None,
-                 overwrite: bool = False, **kwargs):
-        oracle = ResNetOracle(
-            objective=kt.Objective("val_accuracy", "max"), max_epochs=max_epochs, factor=factor,
+                 iterations: int, seed: int, algorithm: str = "hyperband", on_trial_done: Callable | None = None,
+                 progress: Reporter | None = None, overwrite: bool = False, **kwargs):
+        oracle = make_oracle(
+            algorithm, objective=kt.Objective("val_accuracy", "max"), max_epochs=max_epochs, factor=factor,
             # keras-tuner treats seed 0 as "no seed" (`seed or random.randint(...)`), hence the + 1.
             hyperband_iterations=iterations, seed=seed + 1, check=hypermodel.sampler.check,
         )
@@ -184,7 +186,7 @@ class ResNetTuner(kt.Hyperband):
             initial_epoch=int(values.get("tuner/initial_epoch", 0)), epochs=int(values.get("tuner/epochs", 1)),
             params=cost.params, flops=cost.flops, spec=spec.to_dict(),
             values={k: v for k, v in values.items() if not k.startswith("tuner/")},  # keras-tuner's names
-            hyperparameters=self.hypermodel.sampler.describe(values), started=time.time())
+            hyperparameters=self.hypermodel.sampler.describe(values), started=time.time(), worker=self.tuner_id)
         self.records[trial.trial_id] = record
         return record
 

@@ -1,0 +1,196 @@
+"""BOHB and ASHA as oracles: driven directly (no training), with scores and completion orders
+chosen by hypothesis, so that their rules are checked on their own."""
+
+import json
+import random
+
+import keras_tuner as kt
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from search_spaces import Sampler, load_space
+from tuning.engine.algorithms import ASHAOracle
+from tuning.simulate import offline_oracle
+
+
+@pytest.fixture(scope="module")
+def sampler():
+    return Sampler(load_space("small"), (8, 8, 1), 10)
+
+
+def active_names(oracle, values) -> set[str]:
+    """The hyperparameters active under `values` (keras-tuner's own conditions)."""
+    hps = kt.HyperParameters()
+    names = set()
+    for hp in oracle.hyperparameters.space:
+        hps.merge([hp])
+        hps.values[hp.name] = values.get(hp.name)
+        if hps.is_active(hp):
+            names.add(hp.name)
+    return names
+
+
+def drive(oracle, score, workers: int, rng: random.Random, on_create=None, limit: int = 2000) -> list:
+    """Run `oracle` to its end: free workers ask for trials; a random running trial ends next,
+    with ``score(values)`` (None: it fails with a generic error). Returns the trials in the order
+    they were created."""
+    running, owner, created, free = {}, {}, [], [f"tuner{i}" for i in range(workers)]
+    for _ in range(limit):
+        waiting = []
+        for w in free:
+            trial = oracle.create_trial(w)
+            if on_create is not None:
+                on_create(trial)
+            if trial.status == "RUNNING":
+                running[trial.trial_id], owner[trial.trial_id] = trial, w
+                created.append(trial)
+            elif trial.status == "IDLE":
+                waiting.append(w)
+        free = waiting
+        if not running:
+            return created
+        trial = running.pop(rng.choice(sorted(running)))
+        value = score(trial.hyperparameters.values)
+        if value is None:
+            trial.status, trial.message = "FAILED", "RuntimeError: boom"
+        else:
+            step = int(trial.hyperparameters.values["tuner/epochs"]) - 1
+            oracle.update_trial(trial.trial_id, {"val_accuracy": value}, step=step)
+            trial.status = "COMPLETED"
+        oracle.end_trial(trial)
+        free.append(owner[trial.trial_id])
+    raise AssertionError("the search did not end")
+
+
+def configuration_score(seed: int):
+    """A score per configuration (seeded), growing with epochs; None (a failure) for about 5%."""
+    def score(values):
+        key = json.dumps({k: v for k, v in values.items() if not k.startswith("tuner/")}, sort_keys=True)
+        r = random.Random(f"{seed}-{key}")
+        base, fails = r.random(), r.random() < 0.05
+        return None if fails else round(base * (1 - 1 / (1 + int(values["tuner/epochs"]))), 2)  # ties happen
+    return score
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 10_000), workers=st.integers(1, 4), max_epochs=st.sampled_from([4, 9, 12]),
+       factor=st.sampled_from([2, 3]))
+def test_asha_promotes_the_best_at_the_highest_rung_never_waits_and_spends_its_budget(sampler, seed, workers,
+                                                                                     max_epochs, factor):
+    oracle = offline_oracle("asha", sampler, seed=seed, max_epochs=max_epochs, factor=factor, iterations=1)
+    assert isinstance(oracle, ASHAOracle)
+    dead: set[str] = set()
+
+    def expected_promotion(trials):
+        """The spec, written out again: highest rung first, then the best of the rung's top 1/factor."""
+        promoted = {t.hyperparameters.values.get("tuner/trial_id") for t in trials.values()}
+        for k in reversed(range(len(oracle.rungs) - 1)):
+            # A generic failure is not a result: it neither counts in its rung nor can be promoted.
+            ended = [t for t in trials.values() if t.hyperparameters.values["tuner/round"] == k
+                     and t.status == "COMPLETED"]
+            ranked = sorted(ended, key=lambda t: (-t.score, int(t.hyperparameters.values["tuner/epochs"]),
+                                                  t.trial_id))
+            for t in ranked[:len(ranked) // factor]:
+                if t.trial_id not in promoted:
+                    return t.trial_id
+        return None
+
+    def on_create(trial):
+        if trial.status != "RUNNING":
+            assert trial.status == "STOPPED" or oracle.spent() >= oracle.budget  # never waits while work remains
+            return
+        before = {t.trial_id: t for t in oracle.trials.values() if t.trial_id != trial.trial_id}
+        values = trial.hyperparameters.values
+        parent = values.get("tuner/trial_id")
+        assert parent == expected_promotion(before)
+        if parent is None:
+            assert values["tuner/round"] == 0 and values["tuner/epochs"] == oracle.rungs[0]
+            assert values["tuner/initial_epoch"] == 0 and sampler.check(values) is None
+        else:
+            k = before[parent].hyperparameters.values["tuner/round"]
+            assert values["tuner/round"] == k + 1 and values["tuner/initial_epoch"] == oracle.rungs[k]
+            assert values["tuner/epochs"] == oracle.rungs[k + 1]
+            assert parent not in dead  # its checkpoint was never deleted before it was needed
+        dead.update(oracle.dead_checkpoints())
+
+    created = drive(oracle, configuration_score(seed), workers, random.Random(seed), on_create)
+    spent = sum(t.hyperparameters.values["tuner/epochs"] - t.hyperparameters.values["tuner/initial_epoch"]
+                for t in created)
+    assert oracle.budget <= spent < oracle.budget + max_epochs
+    assert oracle.budget == sum(e - s for _, _, e, s in oracle.__class__.__mro__[1].planned_trials(oracle))
+    parents = [t.hyperparameters.values.get("tuner/trial_id") for t in created]
+    assert len([p for p in parents if p]) == len({p for p in parents if p})  # each promoted once at most
+    assert any(p for p in parents)
+    best = oracle.get_best_trials(1)[0].trial_id
+    assert oracle.dead_checkpoints() == {t.trial_id for t in created} - {best}  # the end frees all but the best
+
+
+def good(values) -> bool:
+    return values["base_filters"] == 32 and values["batch_size"] == 32
+
+
+def prefers_32_filters_and_batch(values):
+    """A space where two values decide: configurations with 32 base filters and batches of 32
+    (one in six) score high, all others low; a little of every other value, so that no two
+    configurations tie."""
+    key = json.dumps({k: v for k, v in values.items() if not k.startswith("tuner/")}, sort_keys=True)
+    return (0.9 if good(values) else 0.4) + 0.05 * random.Random(key).random()
+
+
+def test_bohb_draws_from_its_model_only_valid_unseen_configurations_with_the_right_conditional_values(sampler):
+    forbidden = []
+
+    def check(values):  # the space's own check, and one more rule a model knows nothing of
+        if values.get("optimizer") == "adam" and values.get("base_filters") == 32:
+            forbidden.append(values)
+            return "adam with 32 filters is not allowed here"
+        return sampler.check(values)
+
+    oracle = offline_oracle("bohb", sampler, seed=3, max_epochs=12, factor=3, iterations=3)
+    oracle.check, oracle.min_points = check, 8
+    created = drive(oracle, prefers_32_filters_and_batch, 1, random.Random(0))
+    assert oracle.model_draws > 15 and oracle.draws == sum(t.hyperparameters.values["tuner/round"] == 0
+                                                           for t in created)
+    firsts = [t.hyperparameters.values for t in created if t.hyperparameters.values["tuner/round"] == 0]
+    keys = [json.dumps({k: v for k, v in v.items() if not k.startswith("tuner/")}, sort_keys=True) for v in firsts]
+    assert len(keys) == len(set(keys))  # never the same configuration twice
+    assert forbidden and oracle.rejected >= len(forbidden)  # proposed, rejected, redrawn
+    for values in firsts:
+        assert check(values) is None
+        tuned = {k for k in values if not k.startswith("tuner/")}
+        assert tuned == active_names(oracle, values)  # momentum only under SGD, and so on
+    # The model found what matters: far more of its configurations are good ones than of the
+    # random draws; and Hyperband's plan is unchanged.
+    model = [t.hyperparameters.values for t in created if t.trial_id in oracle.model_trials]
+    rand = [v for v in firsts if v not in model]
+    assert len(model) == oracle.model_draws and 12 in set(oracle.model_trials.values()) <= {2, 4, 12}
+    assert sum(map(good, model)) / len(model) > 2 * max(1 / 6, sum(map(good, rand)) / len(rand))
+    assert len(created) == len(oracle.planned_trials())
+
+
+def test_bohb_resumed_from_its_files_draws_what_it_would_have_drawn(sampler, tmp_path):
+    def run(directory, stop=None, resume=False):
+        oracle = offline_oracle("bohb", sampler, seed=5, max_epochs=9, factor=3, iterations=2, directory=directory)
+        oracle.min_points = 6
+        if resume:
+            oracle.reload()
+        created = []
+
+        def on_create(trial):
+            if stop is not None and len(created) >= stop:
+                raise KeyboardInterrupt
+            if trial.status == "RUNNING":
+                created.append(trial.hyperparameters.values)
+
+        try:
+            drive(oracle, prefers_32_filters_and_batch, 1, random.Random(0), on_create)
+        except KeyboardInterrupt:
+            pass
+        return created, oracle
+
+    whole, oracle = run(str(tmp_path / "whole"))
+    assert oracle.model_draws > 0
+    first, _ = run(str(tmp_path / "killed"), stop=20)
+    rest, _ = run(str(tmp_path / "killed"), resume=True)
+    assert first + rest == whole

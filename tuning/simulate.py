@@ -1,0 +1,188 @@
+"""Replay the search algorithms against a surrogate of real learning curves, in simulated time.
+
+A real search on 2 CPU cores is too slow to compare algorithms over many seeds. This module
+drives the search's own oracles (`tuning.engine.algorithms.make_oracle`: the same code a search
+runs, invalid draws redrawn by the same check) with simulated workers and a simulated clock:
+
+- `Surrogate`: scikit-learn random forests fitted on learning curves recorded from real training
+  (``docs/figures/curves-small-digits.jsonl``, made by ``scripts/record_curves.py``): validation
+  accuracy from the encoded hyperparameters and the epoch; seconds per epoch and the first
+  epoch's extra seconds (tracing and compiling the step, paid again by every trial) from the
+  encoded hyperparameters.
+- `simulate`: one search. Each simulated worker asks the oracle for a trial whenever it is free
+  (an "idle" answer makes it wait for the next trial to end); a trial takes the surrogate's
+  seconds for its epochs plus `TRIAL_OVERHEAD`, and reports the surrogate's accuracy after each
+  of its epochs (a promoted trial continues its parent's curve). Returns the anytime curve
+  ``[(seconds, best so far)]`` and the workers' busy share.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import math
+import pathlib
+import tempfile
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+# Seconds a trial costs besides its epochs: building the model, checkpoints and bookkeeping
+# (docs/BENCHMARKS.md, "Where the rest of the time goes": 8.6 s over 30 trials of the small space).
+TRIAL_OVERHEAD = 0.3
+
+
+def read_curves(path: str | pathlib.Path) -> list[dict[str, Any]]:
+    """The recorded curves: one dict per configuration (see ``scripts/record_curves.py``)."""
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+class Encoder:
+    """Hyperparameter values -> a fixed-length vector: one column per numeric hyperparameter
+    (log-scaled where it is sampled on a log scale; -1 when inactive), one-hot columns per
+    categorical one (all zero when inactive)."""
+
+    def __init__(self, space: Sequence):
+        import keras_tuner as kt
+
+        self.columns: list[tuple[str, Any]] = []
+        for hp in space:
+            if isinstance(hp, kt.engine.hyperparameters.Fixed):
+                continue
+            if isinstance(hp, (kt.engine.hyperparameters.Choice, kt.engine.hyperparameters.Boolean)):
+                values = [True, False] if isinstance(hp, kt.engine.hyperparameters.Boolean) else hp.values
+                if len(values) > 1:
+                    self.columns += [(hp.name, ("=", v)) for v in values]
+            elif hp.min_value != hp.max_value:
+                log = getattr(hp, "sampling", None) == "log"
+                lo, hi = (math.log(hp.min_value), math.log(hp.max_value)) if log else (hp.min_value, hp.max_value)
+                self.columns.append((hp.name, ("num", log, lo, hi)))
+
+    def __call__(self, values: Mapping[str, Any]) -> np.ndarray:
+        row = np.zeros(len(self.columns), np.float32)
+        for i, (name, kind) in enumerate(self.columns):
+            v = values.get(name)
+            if kind[0] == "=":
+                row[i] = float(v is not None and v == kind[1] and type(v) is type(kind[1]))
+            elif v is None:
+                row[i] = -1.0
+            else:
+                _, log, lo, hi = kind
+                x = math.log(v) if log else float(v)
+                row[i] = (x - lo) / (hi - lo) if hi > lo else 0.0
+        return row
+
+
+class Surrogate:
+    """Validation accuracy per epoch and seconds per trial of any configuration of a space,
+    predicted by random forests fitted on recorded curves."""
+
+    def __init__(self, curves: Sequence[Mapping[str, Any]], space: Sequence, seed: int = 0):
+        from sklearn.ensemble import RandomForestRegressor
+
+        self.encode = Encoder(space)
+        self.max_epochs = max(len(c["curve"]) for c in curves)
+        rows, accs, cost_rows, per_epoch, first_extra = [], [], [], [], []
+        for c in curves:
+            x = self.encode(c["values"])
+            for point in c["curve"]:
+                rows.append(np.append(x, point["epoch"]))
+                accs.append(point["val_accuracy"])
+            seconds = [p["seconds"] for p in c["curve"]]
+            later = float(np.median(seconds[1:])) if len(seconds) > 1 else seconds[0]
+            cost_rows.append(x)
+            per_epoch.append(later)
+            first_extra.append(max(0.0, seconds[0] - later))
+        forest = dict(n_estimators=100, min_samples_leaf=2, random_state=seed, n_jobs=1)
+        self.accuracy = RandomForestRegressor(**forest).fit(np.array(rows), np.array(accs))
+        self.seconds = RandomForestRegressor(**forest).fit(np.array(cost_rows),
+                                                           np.column_stack([per_epoch, first_extra]))
+        self._cache: dict[str, tuple[np.ndarray, float, float]] = {}
+
+    def predict(self, values: Mapping[str, Any]) -> tuple[np.ndarray, float, float]:
+        """(validation accuracy after epochs 1..max_epochs, seconds per epoch, first epoch's extra
+        seconds) of a configuration."""
+        key = json.dumps({k: v for k, v in values.items() if not k.startswith("tuner/")}, sort_keys=True,
+                         default=str)
+        if key not in self._cache:
+            x = self.encode(values)
+            grid = np.column_stack([np.repeat(x[None], self.max_epochs, 0), np.arange(1, self.max_epochs + 1)])
+            per_epoch, extra = self.seconds.predict(x[None])[0]
+            self._cache[key] = (self.accuracy.predict(grid), float(per_epoch), float(extra))
+        return self._cache[key]
+
+
+def offline_oracle(algorithm: str, sampler, *, seed: int, max_epochs: int, factor: int, iterations: int,
+                   directory: str | None = None):
+    """The search's oracle of `algorithm`, seeded as a search seeds it, with the sampler's space
+    declared. Without `directory` it writes no files (nothing to resume in a simulation)."""
+    import keras_tuner as kt
+
+    from .engine.algorithms import make_oracle
+
+    oracle = make_oracle(algorithm, objective=kt.Objective("val_accuracy", "max"), max_epochs=max_epochs,
+                         factor=factor, hyperband_iterations=iterations, seed=seed + 1, check=sampler.check)
+    oracle._display.verbose = 0
+    if directory is None:
+        oracle._get_trial_dir = lambda trial_id: tempfile.gettempdir()  # checkpoints to delete: none exist
+        oracle.save = oracle._save_trial = lambda *a: None
+    oracle._set_project_dir(directory or tempfile.gettempdir(), "oracle")
+    hp = kt.HyperParameters()
+    sampler.declare(hp)
+    oracle.update_space(hp)
+    return oracle
+
+
+def simulate(algorithm: str, surrogate: Surrogate, sampler, *, seed: int, workers: int, max_epochs: int,
+             factor: int, iterations: int) -> dict[str, Any]:
+    """One search of `algorithm` in simulated time (see the module's docstring).
+
+    Args:
+        sampler: the space's `search_spaces.Sampler` (declares the hyperparameters and checks each
+            configuration, as in a search).
+        seed: the search's seed.
+
+    Returns:
+        ``{"anytime": [[seconds, best], ...], "best": final best, "wall": seconds, "busy_share": x,
+        "trials": n, "epochs": epochs trained, "model_draws": BOHB's draws from its model}``.
+    """
+    oracle = offline_oracle(algorithm, sampler, seed=seed, max_epochs=max_epochs, factor=factor,
+                            iterations=iterations)
+    clock, busy, events, epochs, best, anytime = 0.0, 0.0, [], 0, None, []
+    free = [f"tuner{i}" for i in range(workers)]
+    while True:
+        waiting = []
+        for worker in free:  # every free worker asks; "idle" waits for the next trial to end
+            trial = oracle.create_trial(worker)
+            if trial.status == "IDLE":
+                waiting.append(worker)
+            if trial.status != "RUNNING":
+                continue
+            values = trial.hyperparameters.values
+            start, stop = int(values.get("tuner/initial_epoch", 0)), int(values["tuner/epochs"])
+            curve, per_epoch, extra = surrogate.predict(values)
+            for e in range(start, stop):
+                oracle.update_trial(trial.trial_id, {"val_accuracy": float(curve[e])}, step=e)
+            seconds = TRIAL_OVERHEAD + extra + per_epoch * (stop - start)
+            busy, epochs = busy + seconds, epochs + stop - start
+            heapq.heappush(events, (clock + seconds, trial.trial_id, worker))
+        free = waiting
+        if not events:
+            break
+        clock, trial_id, worker = heapq.heappop(events)
+        trial = oracle.trials[trial_id]
+        trial.status = "COMPLETED"
+        oracle.end_trial(trial)
+        free.append(worker)
+        if trial.score is not None and (best is None or trial.score > best):
+            best = float(trial.score)
+        anytime.append([round(clock, 3), best])
+    return {"anytime": anytime, "best": best, "wall": clock, "busy_share": busy / (workers * clock) if clock else 0.0,
+            "trials": len(oracle.trials), "epochs": epochs, "model_draws": getattr(oracle, "model_draws", 0)}
+
+
+def time_to_reach(anytime: Sequence[Sequence[float]], target: float) -> float:
+    """Seconds until the best so far first reaches `target` (inf if never)."""
+    return next((t for t, best in anytime if best is not None and best >= target - 1e-12), math.inf)
