@@ -40,6 +40,7 @@ def draw(space_name: str, count: int, seed: int) -> list[dict]:
     space = load_space(space_name)
     data = load_data(space.dataset, seed=seed)
     sampler = Sampler(space, data.net_input_shape, data.num_classes)
+    # keras-tuner's seed as searches seeded it when the curves were recorded (now `oracle_seed`).
     oracle = ResNetOracle(objective=kt.Objective("val_accuracy", "max"), max_epochs=space.max_epochs,
                           factor=space.factor, hyperband_iterations=1, seed=seed + 1, check=sampler.check)
     hp = kt.HyperParameters()

@@ -94,12 +94,12 @@ def _worker_pids(results: pathlib.Path) -> list[int]:
     return pids
 
 
-def test_chief_and_two_workers_each_trial_once_even_when_workers_die(tiny_space, tmp_path):
+def test_chief_and_two_asha_workers_each_trial_once_even_when_workers_die(tiny_space, tmp_path):
     results = tmp_path / "results"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TUNING_FAULTS": json.dumps({"0002": "hang@0"})}
     proc = subprocess.Popen([sys.executable, "-m", "tuning.search", "--space", tiny_space, "--results-dir",
-                             str(results), "--workers", "2"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                             str(results), "--workers", "2", "--algorithm", "asha"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     run_dir = results / "tiny-digits"
     t0 = time.time()
     while not (run_dir / "tuner" / "trial_0002" / "resume.json").exists():
@@ -117,9 +117,15 @@ def test_chief_and_two_workers_each_trial_once_even_when_workers_die(tiny_space,
     assert "[worker0] trial " in out and "[worker1] trial " in out
 
     records = [json.loads(p.read_text()) for p in (run_dir / "trials").glob("*.json")]
-    planned = json.loads((run_dir / "summary.json").read_text())["planned_trials"]
+    summary = json.loads((run_dir / "summary.json").read_text())
     ids = [r["trial_id"] for r in records]
-    assert sorted(ids) == sorted(set(ids)) and len(ids) == planned == 5  # every trial exactly once
+    assert sorted(ids) == sorted(set(ids)) and len(ids) == summary["trials"]  # every trial exactly once
+    budget, started = summary["asha"]["budget_epochs"], summary["asha"]["epochs_started"]
+    assert budget <= started == sum(r["epochs"] - r["initial_epoch"] for r in records) < budget + 2
+    assert any(r["parent"] for r in records)  # ASHA promoted while the other worker trained
+    workers = summary["workers"]
+    assert workers["count"] == 2 and set(workers["per_worker"]) == {"tuner0", "tuner1"}
+    assert 0 < workers["busy_share"] <= 1 and len(summary["anytime"]) == len(records)
     assert sorted(p.name for p in (run_dir / "tuner").glob("trial_*")) == [f"trial_{i}" for i in sorted(ids)]
     assert all(r["status"] == "COMPLETED" for r in records)
     resumed = json.loads((run_dir / "trials" / "0002.json").read_text())
@@ -127,7 +133,7 @@ def test_chief_and_two_workers_each_trial_once_even_when_workers_die(tiny_space,
     for r in records:  # keras-tuner's own record agrees: each trial ended once, completed
         state = json.loads((run_dir / "tuner" / f"trial_{r['trial_id']}" / "trial.json").read_text())
         assert state["status"] == "COMPLETED"
-    assert (run_dir / "leaderboard.csv").read_text().count("\n") == 1 + planned
+    assert (run_dir / "leaderboard.csv").read_text().count("\n") == 1 + len(records)
     from .test_search import read_tensorboard
 
     _, sessions, experiment, scalars = read_tensorboard(run_dir / "tensorboard")

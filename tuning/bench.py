@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import pathlib
 import platform
@@ -390,13 +391,47 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--precision", choices=["float32", "mixed", "bfloat16"], action="append",
                    help="repeatable (default: float32 and mixed)")
     e.add_argument("--jit", choices=["off", "on"], action="append", help="repeatable (default: off and on)")
-    for sp in (m, d, o, t, e):
+    a = sub.add_parser("algorithms", help="Hyperband vs BOHB vs ASHA replayed on a surrogate of recorded curves")
+    a.add_argument("--seeds", type=int, default=50)
+    a.add_argument("--workers", type=int, nargs="+", default=[1, 4], help="simulated workers (default: 1 4)")
+    a.add_argument("--iterations", type=int, default=3, help="the budget, as for the search (default: 3)")
+    a.add_argument("--space", default="small", help="the space the curves were recorded on (default: small)")
+    a.add_argument("--curves", default=None, help="recorded curves (default: docs/figures/curves-small-digits.jsonl)")
+    a.add_argument("--jobs", type=int, default=1, help="processes (default: 1)")
+    a.add_argument("--plot", help="write the anytime plot (PNG) here")
+    for sp in (m, d, o, t, e, a):
         sp.add_argument("--out", help="write the figures as JSON here")
     return p
 
 
+def _algorithms(args) -> int:
+    from .bench_algorithms import CURVES, plot, run_benchmark, table
+
+    if args.seeds < 1 or args.jobs < 1 or min(args.workers) < 1:
+        print("error: --seeds, --jobs and --workers must be at least 1", file=sys.stderr)
+        return 2
+    result = run_benchmark(seeds=args.seeds, workers=args.workers, space=args.space, curves=args.curves or CURVES,
+                           iterations=args.iterations, jobs=args.jobs)
+    print(table(result))
+    for w, per in result["summary"].items():
+        if "bohb" in per:
+            print(f"{w} worker(s): BOHB needs {per['bohb']['ratio_of_medians']:.2f}x Hyperband's median time to reach "
+                  "Hyperband's final best (goal: at most 0.50)")
+        if "asha" in per:
+            print(f"{w} worker(s): workers busy {100 * per['asha']['busy_share']:.1f}% of the time under ASHA, "
+                  f"{100 * per.get('hyperband', {}).get('busy_share', math.nan):.1f}% under Hyperband")
+    if args.plot:
+        plot(result, pathlib.Path(args.plot))
+    if args.out:
+        figures = {"benchmark": "algorithms", "machine": machine(), "date": time.strftime("%Y-%m-%d"), **result}
+        pathlib.Path(args.out).write_text(json.dumps(figures) + "\n")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.what == "algorithms":
+        return _algorithms(args)
     if os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":
         from .runtime import import_tensorflow
 

@@ -120,10 +120,11 @@ def offline_oracle(algorithm: str, sampler, *, seed: int, max_epochs: int, facto
     declared. Without `directory` it writes no files (nothing to resume in a simulation)."""
     import keras_tuner as kt
 
-    from .engine.algorithms import make_oracle
+    from .engine.algorithms import make_oracle, oracle_seed
 
     oracle = make_oracle(algorithm, objective=kt.Objective("val_accuracy", "max"), max_epochs=max_epochs,
-                         factor=factor, hyperband_iterations=iterations, seed=seed + 1, check=sampler.check)
+                         factor=factor, hyperband_iterations=iterations, seed=oracle_seed(seed),
+                         check=sampler.check)
     oracle._display.verbose = 0
     if directory is None:
         oracle._get_trial_dir = lambda trial_id: tempfile.gettempdir()  # checkpoints to delete: none exist

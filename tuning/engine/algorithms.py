@@ -40,8 +40,22 @@ PRIOR_WEIGHT = 2.0        # BOHB: TPE's flat prior counts as two results: a wide
 MODEL_TRIES = 20          # BOHB: model proposals tried before a random draw, when they are invalid or seen
 
 
+SEED_SPACING = 1_000_003  # see `oracle_seed`
+
+
+def oracle_seed(seed: int) -> int:
+    """keras-tuner's seed for the search's `seed`.
+
+    keras-tuner draws hyperparameter k of a search from ``random.Random(seed + k)``, so searches
+    whose seeds differ by 1 draw the same numbers, shifted by one hyperparameter: their trials are
+    not independent. Seeds a million draws apart are (and keras-tuner reads 0 as "no seed",
+    hence the + 1)."""
+    return seed * SEED_SPACING + 1
+
+
 def make_oracle(algorithm: str, **kwargs) -> ResNetOracle:
-    """The oracle of `algorithm` (one of `ALGORITHMS`); `kwargs` as for `ResNetOracle`."""
+    """The oracle of `algorithm` (one of `ALGORITHMS`); `kwargs` as for `ResNetOracle`, with
+    keras-tuner's own `seed` (`oracle_seed`)."""
     return {"hyperband": ResNetOracle, "bohb": BOHBOracle, "asha": ASHAOracle}[algorithm](**kwargs)
 
 

@@ -33,7 +33,7 @@ from ..progress import Reporter, progress_callbacks
 from ..runtime import error_line, is_out_of_memory, write_json
 from ..store import TrialRecord
 from ..tensorboard_log import TrialLogger, tensorboard_callback, write_status
-from .algorithms import make_oracle
+from .algorithms import make_oracle, oracle_seed
 from .callbacks import (
     CompileTimer,
     EpochTimer,
@@ -75,8 +75,7 @@ class ResNetTuner(kt.Hyperband):
                  progress: Reporter | None = None, overwrite: bool = False, **kwargs):
         oracle = make_oracle(
             algorithm, objective=kt.Objective("val_accuracy", "max"), max_epochs=max_epochs, factor=factor,
-            # keras-tuner treats seed 0 as "no seed" (`seed or random.randint(...)`), hence the + 1.
-            hyperband_iterations=iterations, seed=seed + 1, check=hypermodel.sampler.check,
+            hyperband_iterations=iterations, seed=oracle_seed(seed), check=hypermodel.sampler.check,
         )
         self.results_dir = pathlib.Path(results_dir)
         self.logdir = self.results_dir / "tensorboard"
