@@ -61,3 +61,24 @@ def test_asha_search_killed_with_9_resumes_and_spends_its_budget(tmp_path):
     # The same folder under another algorithm is another run: refused in one line, nothing changed.
     code, _, err = run(*[a if a != "asha" else "bohb" for a in args])
     assert code == 2 and "algorithm 'asha' (now 'bohb')" in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_anytime_curve_counts_the_runs_own_wall_time_and_workers_busy_time():
+    from tuning.engine.finish import anytime_curve, run_elapsed, worker_time
+    from tuning.store import TrialRecord
+
+    # Two sessions of one run, an hour apart: the hour between them is not the run's time.
+    sessions = [{"t0": 1000.0, "wall_seconds": 100.0}, {"t0": 5000.0, "wall_seconds": 50.0}]
+    assert run_elapsed(sessions, 1030.0) == 30.0 and run_elapsed(sessions, 5010.0) == 110.0
+    records = [
+        TrialRecord("0000", started=1000.0, seconds=20.0, status="COMPLETED", val_accuracy=0.5, worker="tuner0"),
+        TrialRecord("0001", started=1010.0, seconds=50.0, status="FAILED", worker="tuner1"),
+        TrialRecord("0002", started=5000.0, seconds=30.0, status="COMPLETED", val_accuracy=0.7, worker="tuner0"),
+        TrialRecord("0003", started=1020.0, seconds=10.0, status="COMPLETED", val_accuracy=0.4, worker="tuner1"),
+    ]
+    assert anytime_curve(records, sessions) == [[20.0, 0.5], [30.0, 0.5], [60.0, 0.5], [130.0, 0.7]]
+    assert anytime_curve(records[1:2], sessions) == [[60.0, None]]  # no best before a trial completed
+    workers = worker_time(records, 150.0)
+    assert workers["count"] == 2 and workers["busy_share"] == round(110 / 300, 3)
+    assert workers["per_worker"]["tuner0"] == {"busy_seconds": 50.0, "trials": 2, "idle_seconds": 100.0}
+    assert workers["per_worker"]["tuner1"] == {"busy_seconds": 60.0, "trials": 2, "idle_seconds": 90.0}

@@ -268,9 +268,12 @@ class ASHAOracle(ResNetOracle):
 
     def dead_checkpoints(self) -> set[str]:
         """Finished trials whose checkpoint will never be loaded again: at the top rung, promoted
-        with a finished child, failed, or any of them once the budget is spent."""
+        with a finished child, failed, or ranked too low in their rung ever to be promoted (a
+        trial's rank only falls as results arrive, and the budget left bounds how many more can
+        arrive in each rung); all of them once the budget is spent."""
         finished = {t for t, trial in self.trials.items() if trial.status in ("COMPLETED", "FAILED", "INVALID")}
-        if self.spent() >= self.budget:
+        left = self.budget - self.spent()
+        if left <= 0:
             dead = set(finished)
         else:
             dead = {t for t in finished if self.rung_of(self.trials[t]) == self.top
@@ -279,6 +282,13 @@ class ASHAOracle(ResNetOracle):
                 parent = trial.hyperparameters.values.get("tuner/trial_id")
                 if parent is not None and trial.status in ("COMPLETED", "FAILED", "INVALID"):
                     dead.add(parent)
+            for k in range(self.top):
+                in_rung = [t for t in self.trials.values() if self.rung_of(t) == k]
+                ranked = sorted((t for t in in_rung if _finished_value(t) is not None),
+                                key=lambda t: (-_finished_value(t), trial_key(t)))
+                running = sum(t.status == "RUNNING" for t in in_rung)
+                most = len(ranked) + running + left // (self.rungs[k] - (self.rungs[k - 1] if k else 0))
+                dead.update(t.trial_id for t in ranked[most // self.factor:])
         best = self.get_best_trials(1)
         return (dead & finished) - ({best[0].trial_id} if best else set())
 

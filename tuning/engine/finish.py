@@ -53,13 +53,16 @@ def finish_run(ctx, tuner, replicas: int) -> SearchResult:
     ctx.sessions.save()
     folder.write("summary.json", _summary(ctx, tuner, records, best, replicas))
     folder.write_leaderboard(records.values())
-    try:
-        from ..report import write_report
+    from ..report import write_comparison, write_report
 
-        write_report(folder.path)
-    except Exception as e:  # the search's results stand without the plots
-        log(f"warning: the report could not be written ({type(e).__name__}: {e}); "
-            f"try python -m tuning.report {folder.path}")
+    compared = None
+    for write, path in ((write_report, folder.path), (write_comparison, folder.path.parent)):
+        try:
+            done = write(path)  # the comparison: the results folder's runs, when it holds several
+            compared = done if write is write_comparison else compared
+        except Exception as e:  # the search's results stand without the plots
+            log(f"warning: {path / 'report' if write is write_report else path / 'comparison.md'} could not be "
+                f"written ({type(e).__name__}: {e}); try python -m tuning.report {path}")
     ctx.sessions.save()  # the wall time includes the report
     summary = _summary(ctx, tuner, records, best, replicas)
     folder.write("summary.json", summary)
@@ -76,7 +79,12 @@ def finish_run(ctx, tuner, replicas: int) -> SearchResult:
         bad = summary["unreadable_images"]
         log(f"note: left out {len(bad)} unreadable image(s), first {bad[0]} (all in "
             f"{folder.path / 'data' / 'unreadable_images.txt'})")
+    workers = summary["workers"]
+    if workers["count"] > 1:
+        log(f"workers: {workers['count']}, busy {100 * workers['busy_share']:.0f}% of the wall time (running trials)")
     log(f"results: {folder.path}/leaderboard.md, best.json, summary.json, report/report.md")
+    if compared is not None:
+        log(f"runs in {folder.path.parent} compared: {compared} (python -m tuning.report {folder.path.parent})")
     log(f"view the trials: {tb_cmd}")
     _, rows = leaderboard_rows(records.values())
     return SearchResult(folder.name, folder.path, best, summary, rows, tb_cmd)
