@@ -218,3 +218,31 @@ def test_asha_resumed_from_its_files_runs_what_it_would_have_run(sampler, tmp_pa
     assert any("tuner/trial_id" in v for v in whole)
     first = run(str(tmp_path / "killed"), stop=12)
     assert first + run(str(tmp_path / "killed"), resume=True) == whole
+
+
+def test_the_surrogate_benchmark_replays_every_algorithm_on_the_same_budget(tmp_path):
+    from tuning.bench_algorithms import plot, run_benchmark, table
+
+    result = run_benchmark(seeds=2, workers=[1, 3], iterations=1, check_surrogate=False)
+    runs = result["runs"]
+    assert len(runs) == 2 * 2 * 3
+    for r in runs:
+        best = [b for _, b in r["anytime"] if b is not None]
+        assert best == sorted(best) and best[-1] == r["best"]  # a best-so-far curve
+        assert [t for t, _ in r["anytime"]] == sorted(t for t, _ in r["anytime"])
+        assert r["anytime"][-1][0] == pytest.approx(r["wall"], abs=1e-3)
+        assert 0 < r["busy_share"] <= 1 + 1e-9
+        if r["algorithm"] == "asha":
+            assert 136 <= r["epochs"] < 136 + 12  # Hyperband's budget for the small space, overrun by one trial
+        else:
+            assert r["epochs"] == 136 and r["trials"] == 30
+        if r["workers"] == 1:  # one worker never waits
+            assert r["busy_share"] == pytest.approx(1.0)
+    one, three = result["summary"]["1"], result["summary"]["3"]
+    assert one["hyperband"]["ratio_of_medians"] == 1.0 and one["hyperband"]["reached"] == 1.0
+    assert three["asha"]["busy_share"] > 0.9
+    assert three["hyperband"]["wall"] < one["hyperband"]["wall"] / 2  # three workers share the work
+    text = table(result)
+    assert len(text.splitlines()) == 2 + 6 and "| 3 | ASHA |" in text
+    plot(result, tmp_path / "algorithms.png")
+    assert (tmp_path / "algorithms.png").read_bytes()[:4] == b"\x89PNG"

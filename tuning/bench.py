@@ -413,6 +413,10 @@ def _algorithms(args) -> int:
     result = run_benchmark(seeds=args.seeds, workers=args.workers, space=args.space, curves=args.curves or CURVES,
                            iterations=args.iterations, jobs=args.jobs)
     print(table(result))
+    err = result["surrogate"]
+    print(f"surrogate, {err['folds']}-fold cross-validated over {err['configurations']} recorded configurations: "
+          f"best accuracy within {err['best_accuracy_mae']:.3f} (mean absolute error), Spearman "
+          f"{err['best_accuracy_spearman']:.2f}; seconds per epoch within {err['seconds_per_epoch_mae']:.3f}")
     for w, per in result["summary"].items():
         if "bohb" in per:
             print(f"{w} worker(s): BOHB needs {per['bohb']['ratio_of_medians']:.2f}x Hyperband's median time to reach "

@@ -24,6 +24,7 @@ import numpy as np
 
 from .engine.algorithms import ALGORITHMS, NAMES
 
+TARGETS = (0.98, 0.985, 0.99)  # fixed accuracies whose median time to reach is reported too
 CURVES = pathlib.Path(__file__).resolve().parents[1] / "docs" / "figures" / "curves-small-digits.jsonl"
 
 _STATE: dict[str, Any] = {}  # each pool process's surrogate and sampler, made once
@@ -57,9 +58,10 @@ def _one(job: tuple[str, int, int, int, int, int]) -> dict[str, Any]:
 
 def run_benchmark(*, seeds: int, workers: Sequence[int], space: str = "small", curves: str | pathlib.Path = CURVES,
                   max_epochs: int | None = None, factor: int | None = None, iterations: int = 3, jobs: int = 1,
-                  algorithms: Sequence[str] = ALGORITHMS) -> dict[str, Any]:
-    """Every algorithm for seeds ``0..seeds-1`` and each worker count; returns the runs and the
-    summary per worker count (see `summarize`)."""
+                  algorithms: Sequence[str] = ALGORITHMS, check_surrogate: bool = True) -> dict[str, Any]:
+    """Every algorithm for seeds ``0..seeds-1`` and each worker count; returns the runs, the
+    summary per worker count (see `summarize`) and, with `check_surrogate`, the surrogate's
+    cross-validated error (`tuning.simulate.surrogate_error`)."""
     from search_spaces import load_space
 
     sp = load_space(space)
@@ -72,15 +74,26 @@ def run_benchmark(*, seeds: int, workers: Sequence[int], space: str = "small", c
     else:
         _setup(*args)
         runs = [_one(j) for j in jobs_list]
+    surrogate = None
+    if check_surrogate:
+        import keras_tuner as kt
+
+        from .simulate import read_curves, surrogate_error
+
+        _setup(*args)
+        hp = kt.HyperParameters()
+        _STATE["sampler"].declare(hp)
+        surrogate = surrogate_error(read_curves(curves), hp.space)
     return {"space": space, "curves": str(curves), "seeds": seeds, "max_epochs": max_epochs, "factor": factor,
-            "iterations": iterations, "runs": runs,
+            "iterations": iterations, "surrogate": surrogate, "runs": runs,
             "summary": {str(w): summarize([r for r in runs if r["workers"] == w]) for w in workers}}
 
 
-def summarize(runs: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def summarize(runs: Sequence[dict[str, Any]], targets: Sequence[float] = TARGETS) -> dict[str, dict[str, Any]]:
     """Per algorithm: medians over seeds of the final best, of the time to reach the same seed's
     Hyperband final best (inf when never reached), its ratio to Hyperband's, the share of seeds
-    that reach it, the busy share, trials and epochs."""
+    that reach it, the busy share, trials and epochs; and the median time to reach each of the
+    fixed `targets`."""
     from .simulate import time_to_reach
 
     hb = {r["seed"]: r for r in runs if r["algorithm"] == "hyperband"}
@@ -102,22 +115,28 @@ def summarize(runs: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             "trials": float(np.median([r["trials"] for r in mine])),
             "epochs": float(np.median([r["epochs"] for r in mine])),
             "model_draws": float(np.median([r["model_draws"] for r in mine])),
+            "time_to": {str(t): float(np.median([time_to_reach(r["anytime"], t) for r in mine])) for t in targets},
         }
     return out
 
 
 def table(result: dict[str, Any]) -> str:
     """The summary as a markdown table."""
+    def secs(t: float) -> str:
+        return "never" if math.isinf(t) else f"{t:.0f} s"
+
+    targets = list(next(iter(next(iter(result["summary"].values())).values()))["time_to"])
     rows = ["| workers | algorithm | median final best | median time to Hyperband's final best | ratio to "
-            "Hyperband's | seeds reaching it | seeds ending higher | busy share | wall | trials | epochs |",
-            "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+            "Hyperband's | seeds reaching it | seeds ending higher | busy share | wall | trials | epochs | "
+            + " | ".join(f"median time to {t}" for t in targets) + " |",
+            "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + "---:|" * len(targets)]
     for w, per in result["summary"].items():
         for name, s in per.items():
-            t = "never" if math.isinf(s["time_to_hyperband_best"]) else f"{s['time_to_hyperband_best']:.0f} s"
             ratio = "-" if math.isinf(s["ratio_of_medians"]) else f"{s['ratio_of_medians']:.2f}"
-            rows.append(f"| {w} | {NAMES[name]} | {s['final_best']:.4f} | {t} | {ratio} | {100 * s['reached']:.0f}% "
-                        f"| {100 * s['better_final']:.0f}% | {100 * s['busy_share']:.1f}% | {s['wall']:.0f} s "
-                        f"| {s['trials']:.0f} | {s['epochs']:.0f} |")
+            rows.append(f"| {w} | {NAMES[name]} | {s['final_best']:.4f} | {secs(s['time_to_hyperband_best'])} | "
+                        f"{ratio} | {100 * s['reached']:.0f}% | {100 * s['better_final']:.0f}% | "
+                        f"{100 * s['busy_share']:.1f}% | {s['wall']:.0f} s | {s['trials']:.0f} | {s['epochs']:.0f} | "
+                        + " | ".join(secs(s["time_to"][t]) for t in targets) + " |")
     return "\n".join(rows)
 
 

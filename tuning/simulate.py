@@ -114,6 +114,33 @@ class Surrogate:
         return self._cache[key]
 
 
+def surrogate_error(curves: Sequence[Mapping[str, Any]], space: Sequence, folds: int = 5) -> dict[str, float]:
+    """How well the surrogate predicts configurations it was not fitted on: `folds`-fold cross
+    validation over configurations. Returns the mean absolute error of the validation accuracy
+    (every epoch, and the best over all epochs), the Spearman correlation of predicted and real
+    best accuracy, and the mean absolute error of seconds per epoch."""
+    from scipy.stats import spearmanr
+
+    order = np.random.default_rng(0).permutation(len(curves))
+    errors, per_epoch_errors, seconds_errors, real, predicted = [], [], [], [], []
+    for k in range(folds):
+        held = set(order[k::folds].tolist())
+        model = Surrogate([c for i, c in enumerate(curves) if i not in held], space)
+        for i in sorted(held):
+            c = curves[i]
+            curve, per_epoch, _ = model.predict(c["values"])
+            truth = np.array([p["val_accuracy"] for p in c["curve"]])
+            errors.append(abs(curve[:len(truth)].max() - truth.max()))
+            per_epoch_errors.append(float(np.mean(np.abs(curve[:len(truth)] - truth))))
+            seconds = [p["seconds"] for p in c["curve"]]
+            seconds_errors.append(abs(per_epoch - float(np.median(seconds[1:]))))
+            real.append(truth.max())
+            predicted.append(curve[:len(truth)].max())
+    return {"best_accuracy_mae": float(np.mean(errors)), "accuracy_mae_per_epoch": float(np.mean(per_epoch_errors)),
+            "best_accuracy_spearman": float(spearmanr(real, predicted).statistic),
+            "seconds_per_epoch_mae": float(np.mean(seconds_errors)), "configurations": len(curves), "folds": folds}
+
+
 def offline_oracle(algorithm: str, sampler, *, seed: int, max_epochs: int, factor: int, iterations: int,
                    directory: str | None = None):
     """The search's oracle of `algorithm`, seeded as a search seeds it, with the sampler's space

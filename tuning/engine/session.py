@@ -208,7 +208,8 @@ def _on_trial_done(ctx: Context, handover: bool):
         ctx.work_done = search_work(tuner.planned, records.values())[0]
         ctx.log(progress_line(tuner.planned, records, record, ctx.sessions.elapsed()))
         if handover and ctx.config.recycle_mb:
-            _maybe_hand_over(ctx, baseline, len(records) < len(tuner.planned))
+            # ASHA's number of trials is not known in advance: there may always be more to do.
+            _maybe_hand_over(ctx, baseline, len(records) < len(tuner.planned) or ctx.config.algorithm == "asha")
 
     return on_trial_done
 
