@@ -5,6 +5,8 @@ import json
 import signal
 import time
 
+import pytest
+
 from .test_reliability import cli, released, run
 from .test_spaces import FIVE_HALVINGS
 
@@ -58,6 +60,12 @@ def test_asha_search_killed_with_9_resumes_and_spends_its_budget(tmp_path):
     assert workers["count"] == 1 and 0 < workers["busy_share"] <= 1
     assert (run_dir / "report" / "anytime.png").stat().st_size > 1000
     assert json.loads((run_dir / "run.json").read_text())["algorithm"] == "asha"
+    # The best trial's checkpoint was kept: its model exports and scores as the search said.
+    from tuning.export import export
+
+    card = export(run_dir, formats=("keras",), command="test", log=lambda s: None).card
+    assert card["trial_id"] == summary["best_trial"]
+    assert card["test_accuracy"] == pytest.approx(summary["best_test_accuracy"], abs=1e-6)
     # The same folder under another algorithm is another run: refused in one line, nothing changed.
     code, _, err = run(*[a if a != "asha" else "bohb" for a in args])
     assert code == 2 and "algorithm 'asha' (now 'bohb')" in err and len(err.strip().splitlines()) == 1
