@@ -237,7 +237,8 @@ def _announce(ctx: Context, tuner, replicas: int, resuming: bool, continuing: bo
     if ctx.role == "worker":
         ctx.log(f"worker on {device}: running trials for {ctx.folder.path}")
     elif resuming and not continuing:
-        ctx.log(f"resuming {ctx.folder.path}: {len(tuner.records)} of {planned} trials already done ({device})")
+        about = "about " if cfg.algorithm == "asha" else ""  # ASHA's trials are not fixed in advance
+        ctx.log(f"resuming {ctx.folder.path}: {len(tuner.records)} of {about}{planned} trials already done ({device})")
     elif not continuing:
         shape = "x".join(map(str, data.net_input_shape))
         ctx.log(f"searching space {ctx.space.name!r} on {data.name} ({data.sizes()['train']} train / "
