@@ -462,6 +462,10 @@ def plot_comparison(runs: Sequence[Run], curves: Sequence[Curve], path: pathlib.
         a.grid(alpha=0.3)
         a.legend(loc="lower right", fontsize=8)
     axes[0, 0].set_ylabel("best validation accuracy so far")
+    finals = [v for c in curves for _, v in c[-1:] if v is not None]
+    if finals:  # where the runs differ: their final bests, not their first trials
+        low = max(min(v for c in curves for _, v in c if v is not None), min(finals) - 0.05)
+        axes[0, 0].set_ylim(low, max(finals) + 0.2 * (max(finals) - low) / 5 + 0.002)
     fig.tight_layout()
     _savefig(fig, path)
     plt.close(fig)
