@@ -73,7 +73,7 @@ def configuration_score(seed: int):
     return score
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 10_000), workers=st.integers(1, 4), max_epochs=st.sampled_from([4, 9, 12]),
        factor=st.sampled_from([2, 3]))
 def test_asha_promotes_the_best_at_the_highest_rung_never_waits_and_spends_its_budget(sampler, seed, workers,

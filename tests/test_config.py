@@ -151,6 +151,9 @@ def test_the_keras_tuner_members_the_engine_relies_on_exist():
     oracle = HyperbandOracle(objective=kt.Objective("val_accuracy", "max"), max_epochs=3, factor=3, seed=1)
     missing = [f"HyperbandOracle.{m}" for m in PRIVATE_MEMBERS["HyperbandOracle"] if not hasattr(oracle, m)]
     missing += [f"Tuner.{m}" for m in PRIVATE_MEMBERS["Tuner"] if not hasattr(kt.Tuner, m)]
+    from keras_tuner.src.distribute import oracle_chief
+
+    missing += [f"oracle_chief.{m}" for m in PRIVATE_MEMBERS["oracle_chief"] if not hasattr(oracle_chief, m)]
     assert not missing, missing
 
 

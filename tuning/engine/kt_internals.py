@@ -10,7 +10,8 @@ from keras_tuner.src import config as _kt_config
 from keras_tuner.src.engine.tuner_utils import SaveBestEpoch, TunerCallback
 from keras_tuner.src.tuners.hyperband import HyperbandOracle
 
-__all__ = ["HyperbandOracle", "SaveBestEpoch", "TunerCallback", "keras_tuner_debug", "PRIVATE_MEMBERS"]
+__all__ = ["HyperbandOracle", "SaveBestEpoch", "TunerCallback", "keras_tuner_debug", "serve_until_done",
+           "PRIVATE_MEMBERS"]
 
 # (class, members): what `ResNetOracle` (engine/oracle.py) and `ResNetTuner` (engine/tuner.py)
 # override or call. ResNetTuner subclasses keras_tuner.Hyperband but calls keras_tuner.Tuner's
@@ -31,7 +32,37 @@ PRIVATE_MEMBERS = {
         # called
         "_is_worker", "_get_tuner_fname",
     ),
+    # keras_tuner.src.distribute.oracle_chief: replaced (start_server) or used (see `serve_until_done`)
+    "oracle_chief": ("start_server", "OracleServicer", "exit_chief", "protos"),
 }
+
+CHIEF_POLL_SECONDS = 0.5
+
+
+def serve_until_done() -> None:
+    """Make the chief's oracle server end as soon as the last worker is done.
+
+    keras-tuner's `start_server`, once one worker has been told to stop, checks every 20 seconds
+    whether the others are done too, so a distributed search could sit idle for up to 20 s before
+    its end. This serves the same servicer and checks every `CHIEF_POLL_SECONDS`. Imported only in
+    a chief (keras-tuner imports its gRPC protos late, for the same reason)."""
+    import os
+    import time
+    from concurrent import futures
+
+    import grpc
+    from keras_tuner.src.distribute import oracle_chief
+
+    def start_server(oracle):
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+        servicer = oracle_chief.OracleServicer(oracle)
+        oracle_chief.protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
+        server.add_insecure_port(f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}")
+        server.start()
+        while not (servicer.stop_triggered and oracle_chief.exit_chief(oracle)):
+            time.sleep(CHIEF_POLL_SECONDS)
+
+    oracle_chief.start_server = start_server
 
 
 def keras_tuner_debug(on: bool) -> None:

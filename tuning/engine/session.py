@@ -260,6 +260,10 @@ def _plan_text(cfg: SearchConfig, tuner) -> str:
 
 
 def _search(ctx: Context, tuner) -> None:
+    if ctx.role == "chief":
+        from .kt_internals import serve_until_done
+
+        serve_until_done()
     try:
         with _quiet(ctx.config.verbose):  # keras-tuner's search banners
             tuner.search(verbose=1 if ctx.config.verbose else 0)
