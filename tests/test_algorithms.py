@@ -168,56 +168,41 @@ def test_bohb_draws_from_its_model_only_valid_unseen_configurations_with_the_rig
     assert len(created) == len(oracle.planned_trials())
 
 
-def test_bohb_resumed_from_its_files_draws_what_it_would_have_drawn(sampler, tmp_path):
-    def run(directory, stop=None, resume=False):
-        oracle = offline_oracle("bohb", sampler, seed=5, max_epochs=9, factor=3, iterations=2, directory=directory)
-        oracle.min_points = 6
-        if resume:
-            oracle.reload()
-        created = []
+def run_from_files(sampler, algorithm, directory, score, *, stop=None, resume=False, min_points=None, **budget):
+    """Run an oracle that keeps its files in `directory`: until `stop` trials were created (a
+    kill), or, with `resume`, reloaded from those files to its end. Returns (values of the trials
+    it created, the oracle)."""
+    oracle = offline_oracle(algorithm, sampler, directory=str(directory), **budget)
+    if min_points is not None:
+        oracle.min_points = min_points
+    if resume:
+        oracle.reload()
+    created = []
 
-        def on_create(trial):
-            if stop is not None and len(created) >= stop:
-                raise KeyboardInterrupt
-            if trial.status == "RUNNING":
-                created.append(trial.hyperparameters.values)
+    def on_create(trial):
+        if stop is not None and len(created) >= stop:
+            raise KeyboardInterrupt
+        if trial.status == "RUNNING":
+            created.append(trial.hyperparameters.values)
 
-        try:
-            drive(oracle, prefers_32_filters, 1, random.Random(0), on_create)
-        except KeyboardInterrupt:
-            pass
-        return created, oracle
+    try:
+        drive(oracle, score, 1, random.Random(0), on_create)
+    except KeyboardInterrupt:
+        pass
+    return created, oracle
 
-    whole, oracle = run(str(tmp_path / "whole"))
-    assert oracle.model_draws > 0
-    first, _ = run(str(tmp_path / "killed"), stop=20)
-    rest, _ = run(str(tmp_path / "killed"), resume=True)
+
+@pytest.mark.parametrize("algorithm, stop, budget", [
+    ("bohb", 20, dict(seed=5, max_epochs=9, factor=3, iterations=2, min_points=6)),
+    ("asha", 12, dict(seed=2, max_epochs=9, factor=3, iterations=1)),
+])
+def test_an_oracle_resumed_from_its_files_runs_what_it_would_have_run(sampler, tmp_path, algorithm, stop, budget):
+    score = prefers_32_filters if algorithm == "bohb" else configuration_score(2)
+    whole, oracle = run_from_files(sampler, algorithm, tmp_path / "whole", score, **budget)
+    assert oracle.model_draws > 0 if algorithm == "bohb" else any("tuner/trial_id" in v for v in whole)
+    first, _ = run_from_files(sampler, algorithm, tmp_path / "killed", score, stop=stop, **budget)
+    rest, _ = run_from_files(sampler, algorithm, tmp_path / "killed", score, resume=True, **budget)
     assert first + rest == whole
-
-
-def test_asha_resumed_from_its_files_runs_what_it_would_have_run(sampler, tmp_path):
-    def run(directory, stop=None, resume=False):
-        oracle = offline_oracle("asha", sampler, seed=2, max_epochs=9, factor=3, iterations=1, directory=directory)
-        if resume:
-            oracle.reload()
-        created = []
-
-        def on_create(trial):
-            if stop is not None and len(created) >= stop:
-                raise KeyboardInterrupt
-            if trial.status == "RUNNING":
-                created.append(trial.hyperparameters.values)
-
-        try:
-            drive(oracle, configuration_score(2), 1, random.Random(0), on_create)
-        except KeyboardInterrupt:
-            pass
-        return created
-
-    whole = run(str(tmp_path / "whole"))
-    assert any("tuner/trial_id" in v for v in whole)
-    first = run(str(tmp_path / "killed"), stop=12)
-    assert first + run(str(tmp_path / "killed"), resume=True) == whole
 
 
 def test_the_surrogate_benchmark_replays_every_algorithm_on_the_same_budget(tmp_path):

@@ -20,7 +20,7 @@ STRATEGIES = ("data-parallel", "mirrored")
 RUN_KEYS = ("space", "dataset", "seed", "algorithm", "max_epochs", "factor", "iterations", "image_size", "backend")
 # What a run folder written before a key existed holds for it.
 RUN_KEY_BEFORE = {"backend": "tensorflow", "algorithm": "hyperband"}
-ALGORITHMS = ("hyperband", "bohb", "asha")  # tuning.engine.algorithms
+ALGORITHMS = ("hyperband", "bohb", "asha")  # the oracles: tuning.engine.algorithms
 
 
 @dataclasses.dataclass(frozen=True)

@@ -27,10 +27,11 @@ from typing import Any
 
 import keras_tuner as kt
 
+from ..config import ALGORITHMS
 from ..ranking import trial_key
 from .oracle import ResNetOracle, is_configuration_failure
 
-ALGORITHMS = ("hyperband", "bohb", "asha")
+__all__ = ["ALGORITHMS", "ASHAOracle", "BOHBOracle", "make_oracle", "oracle_seed"]
 NAMES = {"hyperband": "Hyperband", "bohb": "BOHB", "asha": "ASHA"}
 
 RANDOM_FRACTION = 1 / 3   # BOHB: share of new configurations still drawn at random (the paper's default)
