@@ -80,7 +80,8 @@ def run_benchmark(*, seeds: int, workers: Sequence[int], space: str = "small", c
 
         from .simulate import read_curves, surrogate_error
 
-        _setup(*args)
+        if "sampler" not in _STATE:  # the runs were made in other processes
+            _setup(*args)
         hp = kt.HyperParameters()
         _STATE["sampler"].declare(hp)
         surrogate = surrogate_error(read_curves(curves), hp.space)

@@ -29,7 +29,7 @@ import keras_tuner as kt
 
 from ..config import ALGORITHMS
 from ..ranking import trial_key
-from .oracle import ResNetOracle, is_configuration_failure
+from .oracle import ResNetOracle, _tuned, is_configuration_failure
 
 __all__ = ["ALGORITHMS", "ASHAOracle", "BOHBOracle", "make_oracle", "oracle_seed"]
 NAMES = {"hyperband": "Hyperband", "bohb": "BOHB", "asha": "ASHA"}
@@ -138,7 +138,7 @@ class BOHBOracle(ResNetOracle):
             study = optuna.create_study(direction="maximize", sampler=sampler)
             by_name = {hp.name: hp for hp in self.hyperparameters.space}
             for values, result in observations:
-                params = {k: v for k, v in values.items() if k in by_name and _tuned_hp(by_name[k])}
+                params = {k: v for k, v in values.items() if k in by_name and _tuned(by_name[k])}
                 try:
                     study.add_trial(optuna.trial.create_trial(
                         params=params, distributions={k: _distribution(by_name[k]) for k in params}, value=result))
@@ -150,7 +150,7 @@ class BOHBOracle(ResNetOracle):
                 for hp in self.hyperparameters.space:
                     hps.merge([hp])
                     if hps.is_active(hp):
-                        hps.values[hp.name] = _suggest(trial, hp) if _tuned_hp(hp) else _only_value(hp)
+                        hps.values[hp.name] = _suggest(trial, hp) if _tuned(hp) else _only_value(hp)
                 values = hps.values
                 # Told as failed, so that the next proposal differs; TPE leaves failed trials out.
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
@@ -172,12 +172,6 @@ class BOHBOracle(ResNetOracle):
         self.draws = state.get("draws", 0)
         self.model_draws = state.get("model_draws", 0)
         self.model_trials = state.get("model_trials", {})
-
-
-def _tuned_hp(hp) -> bool:
-    from .oracle import _tuned
-
-    return _tuned(hp)
 
 
 def _only_value(hp):
@@ -236,14 +230,18 @@ class ASHAOracle(ResNetOracle):
     def rung_of(self, trial) -> int:
         return int(trial.hyperparameters.values.get("tuner/round", 0))
 
+    def ranked(self, k: int) -> list:
+        """Rung k's trials with a result, best first."""
+        ended = [t for t in self.trials.values() if self.rung_of(t) == k and _finished_value(t) is not None]
+        return sorted(ended, key=lambda t: (-_finished_value(t), trial_key(t)))
+
     def promotable(self) -> list[tuple[int, Any]]:
         """(rung, trial) of every finished trial in the top 1/factor of its rung that has not been
         promoted yet, highest rung first, best first within a rung."""
         promoted = {t.hyperparameters.values.get("tuner/trial_id") for t in self.trials.values()}
         out = []
         for k in reversed(range(self.top)):
-            ended = [t for t in self.trials.values() if self.rung_of(t) == k and _finished_value(t) is not None]
-            ranked = sorted(ended, key=lambda t: (-_finished_value(t), trial_key(t)))
+            ranked = self.ranked(k)
             out += [(k, t) for t in ranked[:len(ranked) // self.factor]
                     if t.trial_id not in promoted and t.status == "COMPLETED"]
         return out
@@ -284,10 +282,8 @@ class ASHAOracle(ResNetOracle):
                 if parent is not None and trial.status in ("COMPLETED", "FAILED", "INVALID"):
                     dead.add(parent)
             for k in range(self.top):
-                in_rung = [t for t in self.trials.values() if self.rung_of(t) == k]
-                ranked = sorted((t for t in in_rung if _finished_value(t) is not None),
-                                key=lambda t: (-_finished_value(t), trial_key(t)))
-                running = sum(t.status == "RUNNING" for t in in_rung)
+                ranked = self.ranked(k)
+                running = sum(t.status == "RUNNING" and self.rung_of(t) == k for t in self.trials.values())
                 most = len(ranked) + running + left // (self.rungs[k] - (self.rungs[k - 1] if k else 0))
                 dead.update(t.trial_id for t in ranked[most // self.factor:])
         best = self.get_best_trials(1)
