@@ -30,7 +30,7 @@ import numpy as np
 from .errors import UsageError
 from .ranking import best_record
 from .runtime import write_atomic
-from .store import Run, TrialRecord, leaderboard_rows, open_run
+from .store import Run, TrialRecord, best_so_far, leaderboard_rows, open_run
 
 Curve = list[tuple[float, float | None]]  # (wall seconds, best val_accuracy so far or None)
 SKIP_HPS = {"stem", "layers", "stage_depths"}  # shown elsewhere or derived
@@ -276,15 +276,7 @@ def curve_from_records(records) -> Curve:
     if not starts:
         return []
     origin = min(starts)
-    ended = sorted((r for r in records if r.started is not None and r.seconds is not None),
-                   key=lambda r: (r.started + r.seconds, r.trial_id))
-    out: Curve = []
-    best = None
-    for r in ended:
-        if r.completed and (best is None or r.val_accuracy > best):
-            best = float(r.val_accuracy)
-        out.append((float(r.started + r.seconds - origin), best))
-    return out
+    return best_so_far(records, lambda end: float(end - origin))
 
 
 def time_to_best(curve: Curve) -> tuple[float, float] | None:

@@ -274,6 +274,19 @@ class RunFolder:
             os.close(fd)
 
 
+def best_so_far(records: Iterable[TrialRecord], clock) -> list[tuple[float, float | None]]:
+    """(``clock(end time)``, best validation accuracy so far or None) after every ended trial
+    (one with ``started`` and ``seconds``), in the order they ended."""
+    ended = sorted((r for r in records if r.started is not None and r.seconds is not None),
+                   key=lambda r: (r.started + r.seconds, r.trial_id))
+    best, out = None, []
+    for r in ended:
+        if r.completed and (best is None or r.val_accuracy > best):
+            best = float(r.val_accuracy)
+        out.append((clock(r.started + r.seconds), best))
+    return out
+
+
 def leaderboard_rows(records: Iterable[TrialRecord]) -> tuple[list[str], list[dict[str, Any]]]:
     """Columns and rows of the leaderboard, best first (`tuning.ranking`'s order)."""
     recs = sorted(records, key=record_key)

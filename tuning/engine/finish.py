@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from ..errors import SystematicFailure
-from ..store import RunFolder, leaderboard_rows
+from ..store import RunFolder, best_so_far, leaderboard_rows
 
 
 @dataclasses.dataclass
@@ -144,14 +144,7 @@ def run_elapsed(sessions: list[dict], t: float) -> float:
 def anytime_curve(records, sessions: list[dict]) -> list[list]:
     """``[elapsed_seconds, best_val_so_far]`` after every ended trial, in the order they ended
     (best is None until a trial completed)."""
-    ended = sorted((r for r in records if r.started is not None and r.seconds is not None),
-                   key=lambda r: (r.started + r.seconds, r.trial_id))
-    best, out = None, []
-    for r in ended:
-        if r.status == "COMPLETED" and r.val_accuracy is not None and (best is None or r.val_accuracy > best):
-            best = r.val_accuracy
-        out.append([round(run_elapsed(sessions, r.started + r.seconds), 1), best])
-    return out
+    return [[round(t, 1), best] for t, best in best_so_far(records, lambda end: run_elapsed(sessions, end))]
 
 
 def worker_time(records, wall: float) -> dict[str, Any]:
