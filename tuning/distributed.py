@@ -26,6 +26,7 @@ from .errors import UsageError
 from .outcome import RECYCLE_EXIT
 from .processes import ChildProcess, child_env, interrupt_all, python_module
 from .store import RunFolder
+from .supervisor import Seat, TrialProcess
 
 MAX_RESTARTS = 3
 
@@ -58,8 +59,25 @@ def visible_gpus(gpus: str | None) -> list[str]:
 
 
 def _named(name: str, cmd: list[str], env: dict, out: Callable[[str], None], lock_fd: int) -> ChildProcess:
-    """A chief or worker whose output (stderr too) is printed prefixed with its name."""
-    return ChildProcess(cmd, env, lambda line: out(f"[{name}] {line.rstrip()}"), name=name, pass_fds=(lock_fd,))
+    """A chief whose output (stderr too) is printed prefixed with its name."""
+    return ChildProcess(cmd, env, _prefixed(name, out), name=name, pass_fds=(lock_fd,))
+
+
+def _prefixed(name: str, out: Callable[[str], None]) -> Callable[[str], None]:
+    return lambda line: out(f"[{name}] {line.rstrip()}")
+
+
+def _worker_seat(folder: RunFolder, config: SearchConfig, i: int, env: dict, out, lock_fd: int) -> Seat:
+    """Worker i's succession of processes (tuner id ``tuner{i}``). Its first process imports
+    Keras while the chief starts, then waits for `Seat.go` (before loading the data, which the
+    chief may still be indexing)."""
+    name = f"worker{i}"
+
+    def spawn(standby: str | None) -> TrialProcess:
+        return TrialProcess(folder.path, "worker", _prefixed(name, out), lock_fd, standby=standby, env=env, name=name,
+                            handover=bool(config.recycle_mb))
+
+    return Seat(lambda standby: spawn("loaded" if standby else None), config.recycle_mb, first=spawn("imported"))
 
 
 def launch_from_cli(config: SearchConfig, workers: int, out: Callable[[str], None] = print) -> int:
@@ -98,22 +116,24 @@ def _start_chief(folder: RunFolder, env: dict, out, lock_fd: int, resuming: bool
     return chief
 
 
-def _tend(chief: ChildProcess, pool: list[ChildProcess], out) -> None:
-    """Until the chief ends: start again a worker that handed over, or (a few times) one that died."""
+def _tend(chief: ChildProcess, seats: list[Seat], out) -> None:
+    """Until the chief ends: a worker that handed over goes on in its standby (or a fresh process),
+    and one that died is started again (a few times)."""
     while chief.poll() is None:
-        for w in pool:
-            rc = w.poll()
-            if rc == RECYCLE_EXIT:  # handed over to a fresh process after growing: not a failure
-                w.start()
-            elif rc is not None and rc != 0 and w.restarts < MAX_RESTARTS:
-                w.restarts += 1
-                out(f"[launcher] {w.name} exited with status {rc}; starting it again "
-                    f"({w.restarts}/{MAX_RESTARTS}): its trial is run again from its last completed epoch")
-                w.start()
-        if pool and all(w.poll() is not None and w.restarts >= MAX_RESTARTS and w.poll() != 0 for w in pool):
+        for seat in seats:
+            seat.prepare_standby()
+            rc = seat.poll()
+            if rc == RECYCLE_EXIT:  # handed over after growing: not a failure
+                seat.hand_over()
+            elif rc is not None and rc != 0 and seat.restarts < MAX_RESTARTS:
+                seat.restarts += 1
+                out(f"[launcher] {seat.current.process.name} exited with status {rc}; starting it again "
+                    f"({seat.restarts}/{MAX_RESTARTS}): its trial is run again from its last completed epoch")
+                seat.hand_over()
+        if seats and all(s.poll() not in (None, 0) and s.restarts >= MAX_RESTARTS for s in seats):
             out("[launcher] every worker keeps failing; stopping the chief")
             chief.proc.terminate()
-        time.sleep(0.5)
+        time.sleep(0.2)
 
 
 def launch(folder: RunFolder, config: SearchConfig, workers: int, out: Callable[[str], None], lock_fd: int,
@@ -125,24 +145,31 @@ def launch(folder: RunFolder, config: SearchConfig, workers: int, out: Callable[
     devices = visible_gpus(config.gpus)
     out(f"chief on {ip}:{port}, {workers} worker(s)"
         + (f" on GPU(s) {', '.join(devices[i % len(devices)] for i in range(workers))}" if devices else " on CPU"))
-    chief = _start_chief(folder, env, out, lock_fd, resuming)
-    if isinstance(chief, int):
-        return chief
-    # Each worker hands over to a fresh process as it grows, like a standalone search's trial process.
-    cmd = python_module(MODULE, command_args(folder.path, "worker", handover=bool(config.recycle_mb)))
-    pool = [_named(f"worker{i}", cmd, {**env, "KERASTUNER_TUNER_ID": f"tuner{i}",
-                                         **({"CUDA_VISIBLE_DEVICES": devices[i % len(devices)]} if devices else {})},
-                   out, lock_fd) for i in range(workers)]
+    # Each worker imports Keras while the chief starts; later it hands over to a fresh process as
+    # it grows, through a standby started half-way, like a standalone search's trial processes.
+    seats = [_worker_seat(folder, config, i, {**env, "KERASTUNER_TUNER_ID": f"tuner{i}",
+                                              **({"CUDA_VISIBLE_DEVICES": devices[i % len(devices)]} if devices
+                                                 else {})}, out, lock_fd) for i in range(workers)]
+    chief: ChildProcess | int | None = None
     try:
-        _tend(chief, pool, out)
+        chief = _start_chief(folder, env, out, lock_fd, resuming)
+        if isinstance(chief, int):
+            return chief
+        for seat in seats:
+            seat.go()
+        _tend(chief, seats, out)
     except KeyboardInterrupt:  # Ctrl-C to every process (again until it stops), and wait for them to save
-        interrupt_all([chief, *pool])
+        interrupt_all([*([chief] if isinstance(chief, ChildProcess) else []),
+                       *(s.current.process for s in seats if not s.waiting)])
         raise
-    for w in pool:
-        try:
-            w.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            w.proc.terminate()
-    for p in (chief, *pool):
+    finally:
+        for seat in seats:
+            if not seat.waiting:
+                try:
+                    seat.current.process.proc.wait(60)
+                except subprocess.TimeoutExpired:
+                    seat.current.process.proc.terminate()
+            seat.close()
+    for p in (chief, *(s.current.process for s in seats)):
         p.join_output(5)
     return chief.proc.returncode

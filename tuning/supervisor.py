@@ -1,4 +1,5 @@
-"""A standalone search's trial processes: each hands over to a fresh one when it has grown.
+"""Trial processes that hand over to fresh ones as they grow: a standalone search's, and each
+worker of ``--workers``.
 
 TensorFlow keeps 10-30 MB for every model a process has trained, so trials run in a child
 process (`tuning.engine.trial_process`) that exits with `RECYCLE_EXIT` once it has grown by
@@ -6,6 +7,8 @@ process (`tuning.engine.trial_process`) that exits with `RECYCLE_EXIT` once it h
 hand-over costs no start-up, the next process is started as a *standby* while the current one
 is half-way to its limit (if the machine has the memory for it): it imports TensorFlow and loads
 the data, then waits for "go" on its standard input, sent the moment the current one has exited.
+A `Seat` is one such succession of processes: the standalone search has one, ``--workers N``
+has one per worker (`tuning.distributed`).
 
 Every trial process inherits the run's lock, so the folder stays locked until the last has
 exited; each is killed if this process dies. A process says how it ended with its exit status
@@ -35,19 +38,34 @@ STANDBY_HEADROOM = 512  # MB of available memory to leave besides the standby (w
                         # trial process before its first trial: TensorFlow and the data)
 
 
-class _Child:
-    """A trial process and its outcome file."""
+class TrialProcess:
+    """A trial process (``python -m tuning.engine.trial_process``), and its outcome file if asked for.
 
-    def __init__(self, folder: RunFolder, lock_fd: int, log, show_error, *, resuming: bool, continuing: bool,
-                 standby: bool, started: float | None = None):
-        fd, path = tempfile.mkstemp(prefix="tuning-outcome-", suffix=".json")
-        os.close(fd)
-        self.outcome = pathlib.Path(path)
+    Args:
+        run_dir, role: its run folder and role.
+        log: called with each line of its standard output.
+        lock_fd: the run's lock, which it inherits.
+        standby: None, or where it waits for `go` (`tuning.engine.trial_process.STANDBY_POINTS`).
+        env: its environment (default: this process's, `child_env`).
+        show_error: called with each line of its standard error; None merges it into `log`.
+        outcome: give it an outcome file (`outcome`) to say how it ended in.
+        name: what to call it in messages.
+        **args: the rest of its arguments (`command_args`).
+    """
+
+    def __init__(self, run_dir, role: str, log: Callable[[str], None], lock_fd: int, *, standby: str | None,
+                 env: dict | None = None, show_error: Callable[[str], None] | None = None, outcome: bool = False,
+                 name: str = "", **args):
+        self.outcome: pathlib.Path | None = None
+        if outcome:
+            fd, path = tempfile.mkstemp(prefix="tuning-outcome-", suffix=".json")
+            os.close(fd)
+            self.outcome = pathlib.Path(path)
+        cmd = python_module(MODULE, command_args(run_dir, role, outcome=self.outcome and str(self.outcome),
+                                                  standby=standby, **args))
         self.baseline: float | None = None  # its memory when it reported its first trial
-        args = command_args(folder.path, "standalone", outcome=path, handover=True, resuming=resuming,
-                             continuing=continuing, standby=standby, started=started)
-        self.process = ChildProcess(python_module(MODULE, args), child_env(), self._line(log), stdin=standby,
-                                    on_error_line=show_error, pass_fds=(lock_fd,))
+        self.process = ChildProcess(cmd, env or child_env(), self._line(log), stdin=bool(standby),
+                                    on_error_line=show_error, pass_fds=(lock_fd,), name=name)
 
     def _line(self, log: Callable[[str], None]) -> Callable[[str], None]:
         def on_line(line: str) -> None:
@@ -56,6 +74,10 @@ class _Child:
             log(line)
 
         return on_line
+
+    def go(self) -> bool:
+        """Start a standby's session now; False if it is gone."""
+        return self.process.send(f"go {time.time()!r}")
 
     def grown(self) -> float:
         """MB it has grown by since its first trial (0 before)."""
@@ -67,7 +89,68 @@ class _Child:
         return available is None or available > (self.baseline or 0.0) + STANDBY_HEADROOM
 
     def close(self) -> None:
-        self.outcome.unlink(missing_ok=True)
+        if self.outcome is not None:
+            self.outcome.unlink(missing_ok=True)
+
+
+class Seat:
+    """Where one succession of trial processes runs: the current one and, once it has grown by
+    half of `recycle_mb`, its standby.
+
+    Args:
+        spawn: ``spawn(standby)`` starts a process (`TrialProcess`) that goes on with the search,
+            as a standby (waiting for "go" once the data is loaded) if `standby`.
+        recycle_mb: the config's ``recycle_mb``.
+        first: the first process, if it was started already as a standby (to be told `go`
+            later); by default ``spawn(False)``.
+    """
+
+    def __init__(self, spawn: Callable[[bool], TrialProcess], recycle_mb: int, first: TrialProcess | None = None):
+        self.spawn, self.recycle_mb = spawn, recycle_mb
+        self.current = first or spawn(False)
+        self.waiting = first is not None  # the current process still waits for go
+        self.standby: TrialProcess | None = None
+        self.children = [self.current]
+        self.restarts = 0
+
+    def go(self) -> None:
+        """The first process (`first`) starts its session; if it is gone, a fresh one does."""
+        if self.waiting and not self.current.go():
+            self._replace()
+        self.waiting = False
+
+    def prepare_standby(self) -> None:
+        """Start the standby if the current process has grown enough and the machine has the room."""
+        current = self.current
+        if not self.recycle_mb:
+            return
+        grown = current.grown() > STANDBY_AT * self.recycle_mb or (standby_always() and current.baseline)
+        if self.standby is None and grown and current.room_for_standby():
+            self.standby = self.spawn(True)
+            self.children.append(self.standby)
+
+    def hand_over(self) -> TrialProcess:
+        """The current process has exited: its standby goes on (a fresh process if none is ready)."""
+        if self.standby is None or not self.standby.go():
+            self._replace()
+        else:
+            self.current, self.standby = self.standby, None
+        return self.current
+
+    def _replace(self) -> None:
+        self.current, self.standby = self.spawn(False), None
+        self.children.append(self.current)
+
+    def poll(self) -> int | None:
+        return self.current.process.poll()
+
+    def close(self) -> None:
+        """Kill every process of this seat but the running one (standbys hold nothing), and remove
+        the outcome files."""
+        for child in self.children:
+            if child is not self.current or self.waiting:
+                child.process.stop()
+            child.close()
 
 
 def _available_mb() -> float | None:
@@ -96,37 +179,25 @@ def supervise(folder: RunFolder, lock_fd: int, config: SearchConfig, log, resumi
     Raises what ended a trial process (`tuning.errors.raise_outcome`).
     """
     show_error = (lambda line: print(line, file=sys.stderr, flush=True)) if config.verbose else (lambda line: None)
+    first = [True]
 
-    def spawn(standby: bool, started: float | None = None) -> _Child:
-        return _Child(folder, lock_fd, log, show_error, resuming=resuming, continuing=standby, standby=standby,
-                      started=started)
+    def spawn(standby: bool) -> TrialProcess:
+        continuing, started = not first[0], t_start if first[0] else None
+        first[0] = False
+        return TrialProcess(folder.path, "standalone", log, lock_fd, standby="loaded" if standby else None,
+                            show_error=show_error, outcome=True, handover=True, resuming=resuming,
+                            continuing=continuing, started=started)
 
-    current, standby = spawn(False, started=t_start), None
-    children = [current]
-
-    def prepare_standby() -> None:
-        nonlocal standby
-        grown = current.grown() > STANDBY_AT * config.recycle_mb or (standby_always() and current.baseline)
-        if standby is None and grown and current.room_for_standby():
-            standby = spawn(True)
-            children.append(standby)
-
+    seat = Seat(spawn, config.recycle_mb)
     try:
-        while (returncode := current.process.wait(every=prepare_standby)) == RECYCLE_EXIT:
-            if standby is None or not standby.process.send(f"go {time.time()!r}"):
-                standby = spawn(True)  # none ready (or it died): start one now
-                children.append(standby)
-                standby.process.send(f"go {time.time()!r}")
-            current, standby = standby, None
+        while (returncode := seat.current.process.wait(every=seat.prepare_standby)) == RECYCLE_EXIT:
+            seat.hand_over()
         if returncode == 0:
             return result_from_disk(folder)
-        said = read_outcome(current.outcome)
-        raise_outcome(said, returncode, "" if said else _killed(folder, returncode, current.process.errors))
+        said = read_outcome(seat.current.outcome)
+        raise_outcome(said, returncode, "" if said else _killed(folder, returncode, seat.current.process.errors))
     finally:
-        for child in children:
-            if child is not current:
-                child.process.stop()
-            child.close()
+        seat.close()
 
 
 def _killed(folder: RunFolder, returncode: int, errors: list[str]) -> str:

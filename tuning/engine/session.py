@@ -70,7 +70,7 @@ class Context:
 
 def run_session(config: SearchConfig, space, folder: RunFolder, *, role: str, log: Callable[[str], None],
                 resuming: bool, t_start: float, handover: bool = False, continuing: bool = False,
-                ready: Callable[[], float] | None = None) -> SearchResult | None:
+                ready: Callable[[], float] | None = None, ready_before_data: bool = False) -> SearchResult | None:
     """Run this process's part of the search (see the module's docstring).
 
     Args:
@@ -79,15 +79,19 @@ def run_session(config: SearchConfig, space, folder: RunFolder, *, role: str, lo
         t_start: when the user's command started (for wall times).
         handover: a trial process of a supervising search: raise `Recycled` once grown.
         continuing: this trial process took over from another one (no banner).
-        ready: a standby's wait, called once the data is loaded; returns when the session's wall
-            time starts (it replaces `t_start`).
+        ready: a standby's wait, called once the data is loaded (or, `ready_before_data`, once Keras
+            is imported and the devices are set up); returns when the session's wall time starts
+            (it replaces `t_start`).
 
     Returns:
         The `SearchResult`; None for a worker.
     """
     ctx = Context(config, space, folder, role, log)
+    _start_keras(ctx)
+    if ready is not None and ready_before_data:
+        t_start = ready()
     _load(ctx, announce=not continuing)
-    if ready is not None:
+    if ready is not None and not ready_before_data:
         t_start = ready()
     ctx.sessions = Sessions(folder, role, t_start, resuming)
     if role != "worker":
@@ -107,10 +111,8 @@ def run_session(config: SearchConfig, space, folder: RunFolder, *, role: str, lo
     return finish_run(ctx, tuner, replicas)
 
 
-def _load(ctx: Context, announce: bool) -> None:
-    from search_spaces import Sampler
-
-    from ..data import load_data
+def _start_keras(ctx: Context) -> None:
+    """Import Keras on the run's backend, and set up the devices (precision, XLA)."""
     from ..runtime import import_keras, setup_devices
 
     cfg = ctx.config
@@ -118,6 +120,15 @@ def _load(ctx: Context, announce: bool) -> None:
     gpus = None if ctx.role == "worker" and "CUDA_VISIBLE_DEVICES" in os.environ else cfg.gpus
     # Before anything else imports Keras: the backend is set, and its start-up noise stays hidden.
     import_keras(cfg.backend or "tensorflow", cfg.verbose, gpus, cache_dir=ctx.folder.path / "compile_cache")
+    ctx.devices = setup_devices(cfg.precision, cfg.jit)
+
+
+def _load(ctx: Context, announce: bool) -> None:
+    from search_spaces import Sampler
+
+    from ..data import load_data
+
+    cfg = ctx.config
     speak = ctx.role != "worker" and announce
     ctx.data = load_data(cfg.dataset, seed=cfg.seed, image_size=cfg.image_size, skip_bad_images=cfg.skip_bad_images,
                          run_dir=ctx.folder.path, image_cache=cfg.image_cache, log=ctx.log if speak else None)
@@ -128,7 +139,6 @@ def _load(ctx: Context, announce: bool) -> None:
     if unreadable and speak:
         ctx.log(f"note: left out {len(unreadable)} unreadable image(s) so far, first {unreadable[0]} (all in "
                 f"{ctx.folder.path / 'data' / 'unreadable_images.txt'})")
-    ctx.devices = setup_devices(cfg.precision, cfg.jit)
 
 
 def _write_run_info(ctx: Context) -> None:

@@ -19,19 +19,24 @@ from ..errors import Recycled, SearchError, SystematicFailure
 from ..outcome import INTERRUPTED_EXIT, RECYCLE_EXIT, write_outcome
 
 MODULE = "tuning.engine.trial_process"
+STANDBY_POINTS = ("loaded", "imported")  # a standby waits for "go" once the data is loaded, or before loading it
 
 
 def command_args(run_dir, role: str, *, outcome: str | None = None, handover: bool = False,
-                 resuming: bool = False, continuing: bool = False, standby: bool = False,
+                 resuming: bool = False, continuing: bool = False, standby: str | None = None,
                  started: float | None = None) -> list[str]:
-    """The arguments of a child process (for `tuning.processes.python_module(MODULE, ...)`)."""
+    """The arguments of a child process (for `tuning.processes.python_module(MODULE, ...)`).
+
+    `standby`: None, or where the process waits for "go" (`STANDBY_POINTS`)."""
     args = [str(run_dir), "--role", role]
     if outcome:
         args += ["--outcome", outcome]
+    if standby:
+        args += ["--standby", standby]
     if started is not None:
         args += ["--started", repr(started)]
     args += [flag for flag, on in (("--handover", handover), ("--resuming", resuming),
-                                   ("--continuing", continuing), ("--standby", standby)) if on]
+                                   ("--continuing", continuing)) if on]
     return args
 
 
@@ -47,8 +52,8 @@ def _parser() -> argparse.ArgumentParser:
                    "the config's recycle_mb")
     p.add_argument("--resuming", action="store_true", help="the folder holds an earlier session of this run")
     p.add_argument("--continuing", action="store_true", help="taking over from another trial process")
-    p.add_argument("--standby", action="store_true", help="load, then wait for a line 'go TIME' on standard input "
-                   "(end of input: exit at once)")
+    p.add_argument("--standby", choices=STANDBY_POINTS, help="wait for a line 'go TIME' on standard input (end of "
+                   "input: exit at once) once the data is loaded, or once Keras is imported (before the data)")
     p.add_argument("--started", type=float, help="when the search's wall time starts (default: now)")
     return p
 
@@ -82,7 +87,8 @@ def run(args: argparse.Namespace, t_start: float):
     try:
         return run_session(config, space, folder, role=args.role, log=stdout_log(),
                            resuming=args.resuming or args.continuing, t_start=t_start, handover=args.handover,
-                           continuing=args.continuing, ready=_wait_for_go if args.standby else None)
+                           continuing=args.continuing, ready=_wait_for_go if args.standby else None,
+                           ready_before_data=args.standby == "imported")
     except (ValueError, SystematicFailure, SearchError, Recycled, KeyboardInterrupt, _NotNeeded):
         raise
     except Exception as e:  # one line for the parent, the traceback in the run's error.log
