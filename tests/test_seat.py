@@ -69,10 +69,13 @@ EVENTS = st.lists(st.tuples(st.sampled_from(["trial", "recycle", "crash", "stand
 
 
 @settings(max_examples=300, deadline=None)
-@given(events=EVENTS, recycle_mb=st.sampled_from([0, 50, 150]), first=st.sampled_from(["now", "standby"]))
-def test_a_seat_always_has_one_running_process_and_uses_a_live_standby(events, recycle_mb, first):
+@given(events=EVENTS, recycle_mb=st.sampled_from([0, 50, 150]), first=st.sampled_from(["now", "standby"]),
+       standbys=st.booleans())
+def test_a_seat_always_has_one_running_process_and_uses_a_live_standby(events, recycle_mb, first, standbys):
     world = World()
-    seat = Seat(world.spawn, recycle_mb, first=world.spawn(True) if first == "standby" else None)
+    seat = Seat(world.spawn, recycle_mb, first=world.spawn(True) if first == "standby" else None, standbys=standbys)
+    if not standbys:  # no core to spare for a standby: hand-overs start a fresh process
+        recycle_mb = 0
     assert world.spawned == [seat.current] and seat.current.waiting == (first == "standby")
     seat.go()
     seat.go()  # a second go is a no-op
@@ -111,7 +114,7 @@ def test_a_seat_always_has_one_running_process_and_uses_a_live_standby(events, r
         assert seat.current in live
         assert set(map(id, live)) <= {id(seat.current), id(seat.standby)}
         assert all(p.waiting for p in live if p is not seat.current)
-        if not recycle_mb:
+        if not recycle_mb:  # no hand-overs, or standbys turned off
             assert seat.standby is None
 
     waiting = seat.waiting

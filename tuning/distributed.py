@@ -26,7 +26,7 @@ from .errors import UsageError
 from .outcome import RECYCLE_EXIT
 from .processes import ChildProcess, child_env, interrupt_all, python_module
 from .store import RunFolder
-from .supervisor import Seat, TrialProcess
+from .supervisor import Seat, TrialProcess, usable_cpus
 
 MAX_RESTARTS = 3
 
@@ -67,17 +67,19 @@ def _prefixed(name: str, out: Callable[[str], None]) -> Callable[[str], None]:
     return lambda line: out(f"[{name}] {line.rstrip()}")
 
 
-def _worker_seat(folder: RunFolder, config: SearchConfig, i: int, env: dict, out, lock_fd: int) -> Seat:
-    """Worker i's succession of processes (tuner id ``tuner{i}``). Its first process imports
-    Keras while the chief starts, then waits for `Seat.go` (before loading the data, which the
-    chief may still be indexing)."""
+def _worker_seat(folder: RunFolder, config: SearchConfig, i: int, env: dict, out, lock_fd: int,
+                 standbys: bool) -> Seat:
+    """Worker i's succession of processes (tuner id ``tuner{i}``, `env`). Its first process
+    imports Keras while the chief starts, then waits for `Seat.go` (before loading the data,
+    which the chief may still be indexing). It hands over through standbys if `standbys`."""
     name = f"worker{i}"
 
     def spawn(standby: str | None) -> TrialProcess:
         return TrialProcess(folder.path, "worker", _prefixed(name, out), lock_fd, standby=standby, env=env, name=name,
                             handover=bool(config.recycle_mb))
 
-    return Seat(lambda standby: spawn("loaded" if standby else None), config.recycle_mb, first=spawn("imported"))
+    return Seat(lambda standby: spawn("loaded" if standby else None), config.recycle_mb, first=spawn("imported"),
+                standbys=standbys)
 
 
 def launch_from_cli(config: SearchConfig, workers: int, out: Callable[[str], None] = print) -> int:
@@ -145,11 +147,14 @@ def launch(folder: RunFolder, config: SearchConfig, workers: int, out: Callable[
     devices = visible_gpus(config.gpus)
     out(f"chief on {ip}:{port}, {workers} worker(s)"
         + (f" on GPU(s) {', '.join(devices[i % len(devices)] for i in range(workers))}" if devices else " on CPU"))
-    # Each worker imports Keras while the chief starts; later it hands over to a fresh process as
-    # it grows, through a standby started half-way, like a standalone search's trial processes.
+    # Each worker imports Keras while the chief starts. Later it hands over to a fresh process as
+    # it grows, through a standby started half-way, like a standalone search's trial processes,
+    # where a core is spare for the standby: a worker on a GPU leaves its core free while it
+    # trains, workers on the CPU may keep every core busy.
+    standbys = bool(devices) or usable_cpus() > workers
     seats = [_worker_seat(folder, config, i, {**env, "KERASTUNER_TUNER_ID": f"tuner{i}",
                                               **({"CUDA_VISIBLE_DEVICES": devices[i % len(devices)]} if devices
-                                                 else {})}, out, lock_fd) for i in range(workers)]
+                                                 else {})}, out, lock_fd, standbys) for i in range(workers)]
     chief: ChildProcess | int | None = None
     try:
         chief = _start_chief(folder, env, out, lock_fd, resuming)

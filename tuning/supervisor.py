@@ -103,10 +103,14 @@ class Seat:
         recycle_mb: the config's ``recycle_mb``.
         first: the first process, if it was started already as a standby (to be told `go`
             later); by default ``spawn(False)``.
+        standbys: whether to start standbys at all. A standby's start-up (importing TensorFlow,
+            loading the data: seconds of CPU) is only free where a core is spare: where every
+            core is already training, it slows the running trials by as much as it saves.
     """
 
-    def __init__(self, spawn: Callable[[bool], TrialProcess], recycle_mb: int, first: TrialProcess | None = None):
-        self.spawn, self.recycle_mb = spawn, recycle_mb
+    def __init__(self, spawn: Callable[[bool], TrialProcess], recycle_mb: int, first: TrialProcess | None = None,
+                 standbys: bool = True):
+        self.spawn, self.recycle_mb = spawn, recycle_mb if standbys or standby_always() else 0
         self.current = first or spawn(False)
         self.waiting = first is not None  # the current process still waits for go
         self.standby: TrialProcess | None = None
@@ -122,7 +126,7 @@ class Seat:
     def prepare_standby(self) -> None:
         """Start the standby if the current process has grown enough and the machine has the room."""
         current = self.current
-        if not self.recycle_mb:
+        if not self.recycle_mb:  # no hand-overs, or no standbys
             return
         grown = current.grown() > STANDBY_AT * self.recycle_mb or (standby_always() and current.baseline)
         if self.standby is None and grown and current.room_for_standby():
@@ -151,6 +155,14 @@ class Seat:
             if child is not self.current or self.waiting:
                 child.process.stop()
             child.close()
+
+
+def usable_cpus() -> int:
+    """The CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def _available_mb() -> float | None:
@@ -188,7 +200,7 @@ def supervise(folder: RunFolder, lock_fd: int, config: SearchConfig, log, resumi
                             show_error=show_error, outcome=True, handover=True, resuming=resuming,
                             continuing=continuing, started=started)
 
-    seat = Seat(spawn, config.recycle_mb)
+    seat = Seat(spawn, config.recycle_mb, standbys=usable_cpus() > 1)
     try:
         while (returncode := seat.current.process.wait(every=seat.prepare_standby)) == RECYCLE_EXIT:
             seat.hand_over()
