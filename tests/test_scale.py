@@ -176,6 +176,13 @@ def test_kill_9_of_the_launcher_takes_chief_and_workers_with_it_and_the_same_com
     out = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
     assert (results / "tiny-digits" / "best.json").exists()
+    # The killed session's wall time counts (the chief saved it as it served), so the workers'
+    # busy share stays a share.
+    sessions = json.loads((results / "tiny-digits" / "state.json").read_text())["sessions"]
+    assert len(sessions) == 2 and sessions[0]["wall_seconds"] > 0
+    summary = json.loads((results / "tiny-digits" / "summary.json").read_text())
+    assert summary["wall_seconds"] >= sum(s["wall_seconds"] for s in sessions) - 1
+    assert 0 < summary["workers"]["busy_share"] <= 1
 
 
 def _readable(path: pathlib.Path) -> bool:

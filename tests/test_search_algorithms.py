@@ -90,3 +90,23 @@ def test_the_anytime_curve_counts_the_runs_own_wall_time_and_workers_busy_time()
     assert workers["count"] == 2 and workers["busy_share"] == round(110 / 300, 3)
     assert workers["per_worker"]["tuner0"] == {"busy_seconds": 50.0, "trials": 2, "idle_seconds": 100.0}
     assert workers["per_worker"]["tuner1"] == {"busy_seconds": 60.0, "trials": 2, "idle_seconds": 90.0}
+
+
+def test_a_worker_counts_the_runs_time_as_its_chief_keeps_it(tmp_path):
+    """A worker process (started at any moment: hand-overs, restarts) reports the run's elapsed
+    time from the chief's saved sessions, not its own age."""
+    import time
+
+    from tuning.engine.session import Sessions
+    from tuning.store import RunFolder
+
+    folder = RunFolder(tmp_path)
+    now = time.time()
+    folder.write("state.json", {"sessions": [{"t0": now - 500, "wall_seconds": 100.0, "role": "chief"},
+                                             {"t0": now - 30, "wall_seconds": 28.0, "role": "chief"}]})
+    worker = Sessions(folder, "worker", t_start=now - 2, resuming=False)
+    assert 129 < worker.elapsed() < 131  # 100 s before the kill, 30 s of the chief's current session
+    worker.save()  # a worker never writes the chief's books
+    assert len(folder.read("state.json")["sessions"]) == 2
+    (tmp_path / "state.json").unlink()  # no books yet (another host's chief): its own time
+    assert 1.9 < worker.elapsed() < 3

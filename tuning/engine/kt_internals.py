@@ -37,10 +37,12 @@ PRIVATE_MEMBERS = {
 }
 
 CHIEF_POLL_SECONDS = 0.5
+CHIEF_TICK_SECONDS = 2.0
 
 
-def serve_until_done() -> None:
-    """Make the chief's oracle server end as soon as the last worker is done.
+def serve_until_done(tick=None) -> None:
+    """Make the chief's oracle server end as soon as the last worker is done, calling `tick` as
+    it starts serving and then every `CHIEF_TICK_SECONDS`.
 
     keras-tuner's `start_server`, once one worker has been told to stop, checks every 20 seconds
     whether the others are done too, so a distributed search could sit idle for up to 20 s before
@@ -59,8 +61,12 @@ def serve_until_done() -> None:
         oracle_chief.protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
         server.add_insecure_port(f"{os.environ['KERASTUNER_ORACLE_IP']}:{os.environ['KERASTUNER_ORACLE_PORT']}")
         server.start()
+        ticked = float("-inf")  # the first tick comes at once
         while not (servicer.stop_triggered and oracle_chief.exit_chief(oracle)):
             time.sleep(CHIEF_POLL_SECONDS)
+            if tick is not None and time.monotonic() - ticked >= CHIEF_TICK_SECONDS:
+                tick()
+                ticked = time.monotonic()
 
     oracle_chief.start_server = start_server
 

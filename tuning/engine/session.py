@@ -43,7 +43,14 @@ class Sessions:
         self.state["sessions"].append(self.current)
 
     def elapsed(self) -> float:
-        """Wall seconds of the whole run so far, earlier sessions included."""
+        """Wall seconds of the whole run so far, earlier sessions included.
+
+        A worker's processes come and go (hand-overs, restarts) while the chief's session runs:
+        a worker counts the chief's session, which the chief keeps saved as it serves."""
+        if not self.saves:
+            sessions = (self.folder.read("state.json") or {}).get("sessions") or []
+            if sessions and sessions[-1].get("t0"):
+                return sum(s.get("wall_seconds", 0.0) for s in sessions[:-1]) + time.time() - sessions[-1]["t0"]
         return self.previous_wall + time.time() - self.t_start
 
     def save(self) -> None:
@@ -273,7 +280,9 @@ def _search(ctx: Context, tuner) -> None:
     if ctx.role == "chief":
         from .kt_internals import serve_until_done
 
-        serve_until_done()
+        # The workers end the trials, so the chief keeps its own wall time saved as it serves:
+        # after a kill -9, a resumed run still counts this session's time.
+        serve_until_done(tick=ctx.sessions.save)
     try:
         with _quiet(ctx.config.verbose):  # keras-tuner's search banners
             tuner.search(verbose=1 if ctx.config.verbose else 0)
