@@ -59,6 +59,20 @@ def test_a_child_gets_its_role_and_folder_from_its_arguments():
         trial_process_parser().parse_args(["results/x", "--role", "boss"])
 
 
+def test_an_interrupted_worker_says_nothing_more_than_that_it_was_interrupted(monkeypatch, capsys):
+    """A worker or chief (no outcome file) stopped by Ctrl-C has logged where it stopped: no
+    empty "error:" line after it."""
+    from tuning.engine import trial_process
+    from tuning.outcome import INTERRUPTED_EXIT
+
+    def interrupted(args, t_start):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trial_process, "run", interrupted)
+    assert trial_process.main(["results/x", "--role", "worker"]) == INTERRUPTED_EXIT
+    assert capsys.readouterr().err == ""
+
+
 @pytest.mark.parametrize("error", [UsageError("bad --x"), DataError("no images"), SystematicFailure("same error"),
                                    SearchError("boom", "Traceback ...")])
 def test_an_outcome_is_raised_again_as_the_same_error(tmp_path, error):

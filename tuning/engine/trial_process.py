@@ -109,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             e = SearchError.outside(e)
         if args.outcome:
             write_outcome(args.outcome, e)
-        else:
+        elif not isinstance(e, KeyboardInterrupt):  # an interrupted process has said so already
             print(f"error: {e}", file=sys.stderr)
         if isinstance(e, KeyboardInterrupt):
             return INTERRUPTED_EXIT
