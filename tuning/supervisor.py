@@ -110,7 +110,7 @@ class Seat:
 
     def __init__(self, spawn: Callable[[bool], TrialProcess], recycle_mb: int, first: TrialProcess | None = None,
                  standbys: bool = True):
-        self.spawn, self.recycle_mb = spawn, recycle_mb if standbys or standby_always() else 0
+        self.spawn, self.recycle_mb, self.standbys = spawn, recycle_mb, standbys or standby_always()
         self.current = first or spawn(False)
         self.waiting = first is not None  # the current process still waits for go
         self.standby: TrialProcess | None = None
@@ -126,7 +126,7 @@ class Seat:
     def prepare_standby(self) -> None:
         """Start the standby if the current process has grown enough and the machine has the room."""
         current = self.current
-        if not self.recycle_mb:  # no hand-overs, or no standbys
+        if not (self.recycle_mb and self.standbys):
             return
         grown = current.grown() > STANDBY_AT * self.recycle_mb or (standby_always() and current.baseline)
         if self.standby is None and grown and current.room_for_standby():
