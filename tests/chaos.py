@@ -1,5 +1,6 @@
-"""Chaos runs of the whole search: SIGKILL of the main process or of the trial process at random
-moments, each followed at once by the same command, until the search finishes.
+"""Chaos runs of the whole search: SIGKILL of the main process, the trial process (or its standby),
+or the fork server they are forked from, at random moments, each followed at once by the same
+command, until the search finishes.
 
 Scores are rounded to multiples of 0.5 so that ties are everywhere (at the top too), and the
 trial process hands over to a fresh one after every trial, through a standby started at once (so
@@ -63,11 +64,25 @@ def start(cmd: list[str]) -> subprocess.Popen:
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
-def children(pid: int) -> list[int]:
+def descendants(pid: int) -> list[int]:
+    """Its children, theirs, and so on."""
+    out = []
+    for task in pathlib.Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            kids = [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+        for kid in kids:
+            out += [kid, *descendants(kid)]
+    return out
+
+
+def _what(pid: int) -> str:
     try:
-        return [int(c) for c in pathlib.Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+        cmd = pathlib.Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
-        return []
+        return "process"
+    return "fork server" if b"tuning.forkserver" in cmd else "trial process"
 
 
 def trials(run_dir: pathlib.Path) -> dict[str, dict]:
@@ -79,11 +94,13 @@ def trials(run_dir: pathlib.Path) -> dict[str, dict]:
     return out
 
 
-def uninterrupted(space: pathlib.Path, results: pathlib.Path, seed: int) -> pathlib.Path:
+def uninterrupted(space: pathlib.Path, results: pathlib.Path, seed: int) -> tuple[pathlib.Path, float]:
+    """The run folder of the search run once without a kill, and its wall time."""
+    t0 = time.monotonic()
     proc = start(command(space, results, seed))
     out, err = proc.communicate(timeout=900)
     assert proc.returncode == 0, err[-3000:]
-    return _run_dir(results)
+    return _run_dir(results), time.monotonic() - t0
 
 
 def _run_dir(results: pathlib.Path) -> pathlib.Path:
@@ -92,20 +109,26 @@ def _run_dir(results: pathlib.Path) -> pathlib.Path:
 
 
 def chaotic(space: pathlib.Path, results: pathlib.Path, seed: int, rng: random.Random, kills: int = 4,
-            log=print) -> tuple[pathlib.Path, list[str]]:
-    """Kill -9 the main or trial process `kills` times at random moments, re-running the same
-    command at once each time; then let it finish. Returns the run folder and what happened."""
+            log=print, wall: float = 60.0, total: int = 6) -> tuple[pathlib.Path, list[str]]:
+    """Kill -9 the main process or one of its descendants `kills` times at random moments,
+    re-running the same command at once each time; then let it finish. Each kill comes within
+    0.9 x the time an uninterrupted run (`wall` s, `total` trials) needs for the trials still to
+    run, so that it lands before the search is done (a run also starts up and ends: seconds).
+    Returns the run folder and what happened."""
     cmd = command(space, results, seed)
     events = []
     for attempt in range(kills + 20):
         t0 = time.monotonic()
+        done = len(list(results.glob("*/trials/*.json"))) if results.exists() else 0
         proc = start(cmd)
-        delay = rng.uniform(0.5, 15.0) if len(events) < kills else None
+        left = wall * max(0.0, 1 - done / total)
+        delay = rng.uniform(0.5, max(1.0, 0.9 * left)) if len(events) < kills else None
         try:
             out, err = proc.communicate(timeout=delay if delay is not None else 900)
         except subprocess.TimeoutExpired:
-            kids = children(proc.pid)
-            victim, who = (rng.choice(kids), "trial process") if kids and rng.random() < 0.5 else (proc.pid, "main")
+            kids = descendants(proc.pid)
+            victim = rng.choice(kids) if kids and rng.random() < 0.5 else proc.pid
+            who = "main" if victim == proc.pid else _what(victim)
             os.kill(victim, signal.SIGKILL)
             out, err = proc.communicate(timeout=300)
             t_kill = time.monotonic() - t0
@@ -153,15 +176,15 @@ def main(argv=None) -> int:
     space = work / "chaos.toml"
     space.parent.mkdir(parents=True, exist_ok=True)
     space.write_text(SPACE)
-    t0 = time.monotonic()
-    reference = uninterrupted(space, work / "reference", 0)
-    print(f"uninterrupted: {time.monotonic() - t0:.1f} s, {len(trials(reference))} trials")
+    reference, wall = uninterrupted(space, work / "reference", 0)
+    print(f"uninterrupted: {wall:.1f} s, {len(trials(reference))} trials")
     rng = random.Random(args.seed)
     failed = 0
     for i in range(args.runs):
         print(f"run {i + 1}/{args.runs}:")
         try:
-            run_dir, _ = chaotic(space, work / f"run{i}", 0, rng, args.kills)
+            run_dir, _ = chaotic(space, work / f"run{i}", 0, rng, args.kills, wall=wall,
+                                 total=len(trials(reference)))
             check_same(run_dir, reference)
             print("  same trials, same best, export works")
         except AssertionError as e:

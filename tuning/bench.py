@@ -32,8 +32,10 @@ from .runtime import dtype_policy, rss_mb
 from .store import TrialRecord, open_run
 
 
-def tree_rss_mb(root: int | None = None) -> float:
-    """RSS of a process and all its descendants (the search and its trial processes)."""
+def tree_rss_mb(root: int | None = None, pss: bool = False) -> float:
+    """RSS of a process and all its descendants (the search, its fork server and trial
+    processes); with `pss`, their proportional set size instead: memory they share (a fork's
+    pages not yet written, libraries) is split between them, so the sum is what they hold."""
     root = root or os.getpid()
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
@@ -49,11 +51,20 @@ def tree_rss_mb(root: int | None = None) -> float:
     while todo:
         pid = todo.pop()
         try:
-            total += rss_mb(pid)
+            total += pss_mb(pid) if pss else rss_mb(pid)
         except OSError:
             pass
         todo += children.get(pid, [])
     return total
+
+
+def pss_mb(pid: int) -> float:
+    """A process's proportional set size (Linux), in MB."""
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+    raise OSError(f"no Pss for process {pid}")
 
 
 def accelerators() -> list[str]:
@@ -99,12 +110,14 @@ def bench_memory(trials: int, results_dir: pathlib.Path, recycle_mb: int) -> dic
     from .search import run_search
 
     samples: list[tuple[int, float]] = []
-    peak = [0.0]
+    pss: list[float] = []
+    peak, peak_pss = [0.0], [0.0]
     stop = threading.Event()
 
     def sampler():
         while not stop.is_set():
             peak[0] = max(peak[0], tree_rss_mb())
+            peak_pss[0] = max(peak_pss[0], tree_rss_mb(pss=True))
             time.sleep(0.5)
 
     thread = threading.Thread(target=sampler, daemon=True)
@@ -115,7 +128,8 @@ def bench_memory(trials: int, results_dir: pathlib.Path, recycle_mb: int) -> dic
     def log(line: str) -> None:
         if line.startswith("trial "):
             samples.append((len(samples) + 1, tree_rss_mb()))
-            print(f"{line[:60]}... rss {samples[-1][1]:.0f} MB", file=stdout, flush=True)
+            pss.append(tree_rss_mb(pss=True))
+            print(f"{line[:60]}... rss {samples[-1][1]:.0f} MB, pss {pss[-1]:.0f} MB", file=stdout, flush=True)
 
     iterations = -(-trials // 6)  # max_epochs 3, factor 3: 6 trials per Hyperband iteration
     t0 = time.time()
@@ -130,11 +144,14 @@ def bench_memory(trials: int, results_dir: pathlib.Path, recycle_mb: int) -> dic
         f"growth_mb_trial_1_to_{n}": round(by_trial[n] - first, 1),
         f"growth_mb_trial_10_to_{n}": round(by_trial[n] - by_trial[10], 1),
         "peak_rss_mb": round(peak[0], 1), "seconds": round(time.time() - t0, 1), "recycle_mb": recycle_mb,
-        "samples": [(i, round(r, 1)) for i, r in samples],
+        "pss_mb_after_trial_1": round(pss[0], 1), f"pss_mb_after_trial_{n}": round(pss[n - 1], 1),
+        "peak_pss_mb": round(peak_pss[0], 1),
+        "samples": [(i, round(r, 1)) for i, r in samples], "pss_samples": [round(p, 1) for p in pss],
     }
     print(f"RSS after trial 1: {first:.0f} MB, after trial {n}: {by_trial[n]:.0f} MB "
           f"(growth {by_trial[n] - first:+.0f} MB; from trial 10: {by_trial[n] - by_trial[10]:+.0f} MB); "
-          f"peak {peak[0]:.0f} MB")
+          f"peak {peak[0]:.0f} MB; PSS after trial 1: {pss[0]:.0f} MB, after trial {n}: {pss[n - 1]:.0f} MB, "
+          f"peak {peak_pss[0]:.0f} MB")
     return out
 
 

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from .config import SearchConfig
 from .engine.trial_process import MODULE, command_args
 from .errors import UsageError
+from .forkserver import ForkServer, start_for
 from .outcome import RECYCLE_EXIT
 from .processes import ChildProcess, child_env, interrupt_all, python_module
 from .store import RunFolder
@@ -58,9 +59,10 @@ def visible_gpus(gpus: str | None) -> list[str]:
     return []
 
 
-def _named(name: str, cmd: list[str], env: dict, out: Callable[[str], None], lock_fd: int) -> ChildProcess:
+def _named(name: str, cmd: list[str], env: dict, out: Callable[[str], None], lock_fd: int,
+           forkserver: ForkServer | None) -> ChildProcess:
     """A chief whose output (stderr too) is printed prefixed with its name."""
-    return ChildProcess(cmd, env, _prefixed(name, out), name=name, pass_fds=(lock_fd,))
+    return ChildProcess(cmd, env, _prefixed(name, out), name=name, pass_fds=(lock_fd,), forkserver=forkserver)
 
 
 def _prefixed(name: str, out: Callable[[str], None]) -> Callable[[str], None]:
@@ -68,7 +70,7 @@ def _prefixed(name: str, out: Callable[[str], None]) -> Callable[[str], None]:
 
 
 def _worker_seat(folder: RunFolder, config: SearchConfig, i: int, env: dict, out, lock_fd: int,
-                 standbys: bool) -> Seat:
+                 standbys: bool, forkserver: ForkServer | None) -> Seat:
     """Worker i's succession of processes (tuner id ``tuner{i}``, `env`). Its first process
     imports Keras while the chief starts, then waits for `Seat.go` (before loading the data,
     which the chief may still be indexing). It hands over through standbys if `standbys`."""
@@ -76,7 +78,7 @@ def _worker_seat(folder: RunFolder, config: SearchConfig, i: int, env: dict, out
 
     def spawn(standby: str | None) -> TrialProcess:
         return TrialProcess(folder.path, "worker", _prefixed(name, out), lock_fd, standby=standby, env=env, name=name,
-                            handover=bool(config.recycle_mb))
+                            handover=bool(config.recycle_mb), forkserver=forkserver)
 
     return Seat(lambda standby: spawn("loaded" if standby else None), config.recycle_mb, first=spawn("imported"),
                 standbys=standbys)
@@ -99,12 +101,14 @@ def launch_from_cli(config: SearchConfig, workers: int, out: Callable[[str], Non
         return launch(folder, config, workers, out, lock_fd, resuming)
 
 
-def _start_chief(folder: RunFolder, env: dict, out, lock_fd: int, resuming: bool) -> ChildProcess | int:
+def _start_chief(folder: RunFolder, env: dict, out, lock_fd: int, resuming: bool,
+                 forkserver: ForkServer | None) -> ChildProcess | int:
     """The chief, once its oracle listens; or its exit status if it stopped first."""
     ip, port = env["KERASTUNER_ORACLE_IP"], int(env["KERASTUNER_ORACLE_PORT"])
     cmd = python_module(MODULE, command_args(folder.path, "chief", resuming=resuming))
     # The chief only keeps the books: keep it off the GPUs.
-    chief = _named("chief", cmd, {**env, "KERASTUNER_TUNER_ID": "chief", "CUDA_VISIBLE_DEVICES": ""}, out, lock_fd)
+    chief = _named("chief", cmd, {**env, "KERASTUNER_TUNER_ID": "chief", "CUDA_VISIBLE_DEVICES": ""}, out, lock_fd,
+                   forkserver)
     deadline = time.time() + 600
     while not listening(ip, port):  # wait for the oracle (or for the chief to refuse bad input)
         if chief.poll() is not None:
@@ -152,12 +156,16 @@ def launch(folder: RunFolder, config: SearchConfig, workers: int, out: Callable[
     # where a core is spare for the standby: a worker on a GPU leaves its core free while it
     # trains, workers on the CPU may keep every core busy.
     standbys = bool(devices) or usable_cpus() > workers
-    seats = [_worker_seat(folder, config, i, {**env, "KERASTUNER_TUNER_ID": f"tuner{i}",
-                                              **({"CUDA_VISIBLE_DEVICES": devices[i % len(devices)]} if devices
-                                                 else {})}, out, lock_fd, standbys) for i in range(workers)]
+    # Where it is safe, every process is a fork of one that has imported TensorFlow already.
+    forkserver = None if devices else start_for(config, env, str(folder.path))
+    seats: list[Seat] = []
     chief: ChildProcess | int | None = None
     try:
-        chief = _start_chief(folder, env, out, lock_fd, resuming)
+        seats += [_worker_seat(folder, config, i, {**env, "KERASTUNER_TUNER_ID": f"tuner{i}",
+                                                   **({"CUDA_VISIBLE_DEVICES": devices[i % len(devices)]} if devices
+                                                      else {})}, out, lock_fd, standbys, forkserver)
+                  for i in range(workers)]
+        chief = _start_chief(folder, env, out, lock_fd, resuming, forkserver)
         if isinstance(chief, int):
             return chief
         for seat in seats:
@@ -175,6 +183,8 @@ def launch(folder: RunFolder, config: SearchConfig, workers: int, out: Callable[
                 except subprocess.TimeoutExpired:
                     seat.current.process.proc.terminate()
             seat.close()
+        if forkserver is not None:
+            forkserver.close()
     for p in (chief, *(s.current.process for s in seats)):
         p.join_output(5)
     return chief.proc.returncode

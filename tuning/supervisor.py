@@ -28,6 +28,7 @@ from .config import SearchConfig
 from .engine.finish import SearchResult, result_from_disk
 from .engine.trial_process import MODULE, command_args
 from .faults import standby_always
+from .forkserver import start_for
 from .outcome import RECYCLE_EXIT, exit_status, raise_outcome, read_outcome
 from .processes import ChildProcess, child_env, python_module
 from .runtime import rss_mb
@@ -50,12 +51,13 @@ class TrialProcess:
         show_error: called with each line of its standard error; None merges it into `log`.
         outcome: give it an outcome file (`outcome`) to say how it ended in.
         name: what to call it in messages.
+        forkserver: start it as a fork of this `tuning.forkserver.ForkServer` where it can.
         **args: the rest of its arguments (`command_args`).
     """
 
     def __init__(self, run_dir, role: str, log: Callable[[str], None], lock_fd: int, *, standby: str | None,
                  env: dict | None = None, show_error: Callable[[str], None] | None = None, outcome: bool = False,
-                 name: str = "", **args):
+                 name: str = "", forkserver=None, **args):
         self.outcome: pathlib.Path | None = None
         if outcome:
             fd, path = tempfile.mkstemp(prefix="tuning-outcome-", suffix=".json")
@@ -65,7 +67,7 @@ class TrialProcess:
                                                   standby=standby, **args))
         self.baseline: float | None = None  # its memory when it reported its first trial
         self.process = ChildProcess(cmd, env or child_env(), self._line(log), stdin=bool(standby),
-                                    on_error_line=show_error, pass_fds=(lock_fd,), name=name)
+                                    on_error_line=show_error, pass_fds=(lock_fd,), name=name, forkserver=forkserver)
 
     def _line(self, log: Callable[[str], None]) -> Callable[[str], None]:
         def on_line(line: str) -> None:
@@ -192,16 +194,18 @@ def supervise(folder: RunFolder, lock_fd: int, config: SearchConfig, log, resumi
     """
     show_error = (lambda line: print(line, file=sys.stderr, flush=True)) if config.verbose else (lambda line: None)
     first = [True]
+    forkserver = start_for(config, child_env(), str(folder.path))
 
     def spawn(standby: bool) -> TrialProcess:
         continuing, started = not first[0], t_start if first[0] else None
         first[0] = False
         return TrialProcess(folder.path, "standalone", log, lock_fd, standby="loaded" if standby else None,
                             show_error=show_error, outcome=True, handover=True, resuming=resuming,
-                            continuing=continuing, started=started)
+                            continuing=continuing, started=started, forkserver=forkserver)
 
-    seat = Seat(spawn, config.recycle_mb, standbys=usable_cpus() > 1)
+    seat = None
     try:
+        seat = Seat(spawn, config.recycle_mb, standbys=usable_cpus() > 1)
         while (returncode := seat.current.process.wait(every=seat.prepare_standby)) == RECYCLE_EXIT:
             seat.hand_over()
         if returncode == 0:
@@ -209,7 +213,10 @@ def supervise(folder: RunFolder, lock_fd: int, config: SearchConfig, log, resumi
         said = read_outcome(seat.current.outcome)
         raise_outcome(said, returncode, "" if said else _killed(folder, returncode, seat.current.process.errors))
     finally:
-        seat.close()
+        if seat is not None:
+            seat.close()
+        if forkserver is not None:
+            forkserver.close()
 
 
 def _killed(folder: RunFolder, returncode: int, errors: list[str]) -> str:
