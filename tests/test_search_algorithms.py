@@ -110,3 +110,33 @@ def test_a_worker_counts_the_runs_time_as_its_chief_keeps_it(tmp_path):
     assert len(folder.read("state.json")["sessions"]) == 2
     (tmp_path / "state.json").unlink()  # no books yet (another host's chief): its own time
     assert 1.9 < worker.elapsed() < 3
+
+
+def test_a_distributed_runs_wall_time_starts_with_the_command(monkeypatch, tmp_path):
+    """The chief counts the run's time from when the command started, as a standalone search
+    does, not from its own start (which comes after the fork server's imports)."""
+    from tuning import distributed
+    from tuning.engine.trial_process import _parser
+
+    seen = {}
+
+    def chief(name, cmd, env, out, lock_fd, forkserver):
+        seen["args"] = _parser().parse_args(cmd[3:])
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(distributed, "_named", chief)
+    monkeypatch.setattr(distributed, "start_for", lambda *a: None)
+    class Seat:  # a worker that never got "go"
+        waiting = True
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(distributed, "_worker_seat", lambda *a: Seat())
+    monkeypatch.setattr(distributed, "listening", lambda *a: True)
+    from tuning.config import SearchConfig
+    from tuning.store import RunFolder
+
+    with pytest.raises(RuntimeError, match="stop here"):
+        distributed.launch(RunFolder(tmp_path), SearchConfig(), 2, print, 0, False, started=1234.5)
+    assert seen["args"].role == "chief" and seen["args"].started == 1234.5

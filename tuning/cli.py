@@ -146,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             # Several trials at once: their workers print a line per epoch (plain), never a status line.
             with rendering(lambda line: print(line, flush=True), top_level_mode(config.quiet, terminal=False)) as out:
-                return launch_from_cli(config, args.workers, out=out)
+                return launch_from_cli(config, args.workers, out=out, started=started)
         from .search import run_search
 
         run_search(config, role=keras_tuner_role(), started=started)

@@ -84,8 +84,11 @@ def _worker_seat(folder: RunFolder, config: SearchConfig, i: int, env: dict, out
                 standbys=standbys)
 
 
-def launch_from_cli(config: SearchConfig, workers: int, out: Callable[[str], None] = print) -> int:
-    """``--workers N``: check, lock the run folder, write its config, and run chief and workers."""
+def launch_from_cli(config: SearchConfig, workers: int, out: Callable[[str], None] = print,
+                    started: float | None = None) -> int:
+    """``--workers N``: check, lock the run folder, write its config, and run chief and workers.
+    The run's wall time counts from `started` (`time.time()` when the command started; default: now)."""
+    started = started or time.time()
     if workers < 1:
         raise UsageError(f"--workers {workers} is invalid: give at least 1 (or leave it out)")
     if "KERASTUNER_TUNER_ID" in os.environ:
@@ -98,14 +101,14 @@ def launch_from_cli(config: SearchConfig, workers: int, out: Callable[[str], Non
     check_keras_tuner()
     config, space = config.resolve()
     with owned_run(config, space) as (folder, lock_fd, resuming):
-        return launch(folder, config, workers, out, lock_fd, resuming)
+        return launch(folder, config, workers, out, lock_fd, resuming, started)
 
 
 def _start_chief(folder: RunFolder, env: dict, out, lock_fd: int, resuming: bool,
-                 forkserver: ForkServer | None) -> ChildProcess | int:
+                 forkserver: ForkServer | None, started: float | None = None) -> ChildProcess | int:
     """The chief, once its oracle listens; or its exit status if it stopped first."""
     ip, port = env["KERASTUNER_ORACLE_IP"], int(env["KERASTUNER_ORACLE_PORT"])
-    cmd = python_module(MODULE, command_args(folder.path, "chief", resuming=resuming))
+    cmd = python_module(MODULE, command_args(folder.path, "chief", resuming=resuming, started=started))
     # The chief only keeps the books: keep it off the GPUs.
     chief = _named("chief", cmd, {**env, "KERASTUNER_TUNER_ID": "chief", "CUDA_VISIBLE_DEVICES": ""}, out, lock_fd,
                    forkserver)
@@ -143,8 +146,9 @@ def _tend(chief: ChildProcess, seats: list[Seat], out) -> None:
 
 
 def launch(folder: RunFolder, config: SearchConfig, workers: int, out: Callable[[str], None], lock_fd: int,
-           resuming: bool) -> int:
-    """Run the chief and `workers` workers of the search in `folder`; return the chief's exit status."""
+           resuming: bool, started: float | None = None) -> int:
+    """Run the chief and `workers` workers of the search in `folder`; return the chief's exit status.
+    The chief counts the run's wall time from `started` (default: when it starts)."""
     ip = os.environ.get("KERASTUNER_ORACLE_IP", "127.0.0.1")
     port = int(os.environ.get("KERASTUNER_ORACLE_PORT") or free_port(ip))
     env = child_env(KERASTUNER_ORACLE_IP=ip, KERASTUNER_ORACLE_PORT=str(port))
@@ -165,7 +169,7 @@ def launch(folder: RunFolder, config: SearchConfig, workers: int, out: Callable[
                                                    **({"CUDA_VISIBLE_DEVICES": devices[i % len(devices)]} if devices
                                                       else {})}, out, lock_fd, standbys, forkserver)
                   for i in range(workers)]
-        chief = _start_chief(folder, env, out, lock_fd, resuming, forkserver)
+        chief = _start_chief(folder, env, out, lock_fd, resuming, forkserver, started)
         if isinstance(chief, int):
             return chief
         for seat in seats:
