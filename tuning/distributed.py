@@ -71,9 +71,10 @@ def _prefixed(name: str, out: Callable[[str], None]) -> Callable[[str], None]:
 
 def _worker_seat(folder: RunFolder, config: SearchConfig, i: int, env: dict, out, lock_fd: int,
                  standbys: bool, forkserver: ForkServer | None) -> Seat:
-    """Worker i's succession of processes (tuner id ``tuner{i}``, `env`). Its first process
-    imports Keras while the chief starts, then waits for `Seat.go` (before loading the data,
-    which the chief may still be indexing). It hands over through standbys if `standbys`."""
+    """Worker i's succession of processes (tuner id ``tuner{i}``, `env`), forks of `forkserver`
+    where there is one. Its first process imports Keras while the chief starts (a fork has it
+    already), then waits for `Seat.go` (before loading the data, which the chief may still be
+    indexing). It hands over through standbys if `standbys`."""
     name = f"worker{i}"
 
     def spawn(standby: str | None) -> TrialProcess:
