@@ -198,3 +198,29 @@ def _readable(path: pathlib.Path) -> bool:
     except OSError:
         return False
     return True
+
+
+def test_ctrl_c_kills_a_worker_that_cannot_stop_once_its_chief_has():
+    """A worker caught in a call to its chief when Ctrl-C comes handles the Ctrl-C only when the
+    chief answers (keras-tuner's calls wait for the oracle); once the chief has stopped that is
+    never, so the launcher kills it after a grace period instead of waiting two minutes. A
+    worker that does stop on Ctrl-C is left to stop."""
+    from tuning.distributed import _orphaned_worker
+    from tuning.processes import ChildProcess, child_env, interrupt_all
+
+    def child(code):
+        lines = []
+        c = ChildProcess([sys.executable, "-c", f"import signal, sys, time\n{code}\nprint('up', flush=True)\n"
+                                                "time.sleep(600)"], child_env(), lines.append)
+        while not lines:
+            assert c.poll() is None
+            time.sleep(0.02)
+        return c
+
+    chief = child("")  # Ctrl-C ends it (KeyboardInterrupt)
+    stuck = child("signal.signal(signal.SIGINT, signal.SIG_IGN)")  # as if blocked in a call to the chief
+    saving = child("signal.signal(signal.SIGINT, lambda *a: (time.sleep(0.3), sys.exit(130)))")
+    t0 = time.monotonic()
+    interrupt_all([chief, stuck, saving], give_up=_orphaned_worker(chief, grace=1.0))
+    assert time.monotonic() - t0 < 10
+    assert chief.poll() == -signal.SIGINT and saving.poll() == 130 and stuck.poll() == -signal.SIGKILL

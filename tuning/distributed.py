@@ -146,6 +146,28 @@ def _tend(chief: ChildProcess, seats: list[Seat], out) -> None:
         time.sleep(0.2)
 
 
+WORKER_GRACE = 10.0  # s a Ctrl-C'd worker may take to stop once its chief has
+
+
+def _orphaned_worker(chief: ChildProcess | None, grace: float = WORKER_GRACE) -> Callable[[ChildProcess], bool]:
+    """For `interrupt_all`: whether to stop waiting for a Ctrl-C'd worker and kill it. A worker
+    that was asking its chief something when Ctrl-C came waits for the chief to answer
+    (keras-tuner's calls wait for the oracle to be ready) and handles the Ctrl-C only then; once
+    the chief has stopped, it never will. Its trial resumes from the last completed epoch."""
+    gone_since: list[float] = []
+
+    def give_up(child: ChildProcess) -> bool:
+        if child is chief:
+            return False
+        if chief is None or chief.poll() is not None:
+            if not gone_since:
+                gone_since.append(time.monotonic())
+            return time.monotonic() - gone_since[0] > grace
+        return False
+
+    return give_up
+
+
 def launch(folder: RunFolder, config: SearchConfig, workers: int, out: Callable[[str], None], lock_fd: int,
            resuming: bool, started: float | None = None) -> int:
     """Run the chief and `workers` workers of the search in `folder`; return the chief's exit status.
@@ -177,8 +199,9 @@ def launch(folder: RunFolder, config: SearchConfig, workers: int, out: Callable[
             seat.go()
         _tend(chief, seats, out)
     except KeyboardInterrupt:  # Ctrl-C to every process (again until it stops), and wait for them to save
-        interrupt_all([*([chief] if isinstance(chief, ChildProcess) else []),
-                       *(s.current.process for s in seats if not s.waiting)])
+        live_chief = chief if isinstance(chief, ChildProcess) else None
+        interrupt_all([*([live_chief] if live_chief else []), *(s.current.process for s in seats if not s.waiting)],
+                      give_up=_orphaned_worker(live_chief))
         raise
     finally:
         for seat in seats:

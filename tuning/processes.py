@@ -132,29 +132,37 @@ class ChildProcess:
         for t in self._pumps:
             t.join(timeout)
 
-    def interrupt(self, every: float = 5.0, limit: float = 120.0) -> None:
+    def interrupt(self, every: float = 5.0, limit: float = 120.0,
+                  give_up: Callable[[], bool] | None = None) -> None:
         """Send Ctrl-C until it stops.
 
         Python drops a KeyboardInterrupt that lands while it runs a finaliser ("Exception ignored
         in ..."), so one signal may not be enough. Once the child has it, it ignores further ones
-        while it saves. After `limit` seconds it is killed: its trial resumes from the last
-        completed epoch anyway.
+        while it saves. After `limit` seconds, or as soon as `give_up()` says there is no point
+        in waiting, it is killed: its trial resumes from the last completed epoch anyway.
         """
         t0 = time.monotonic()
+        signalled = None
         while self.proc.poll() is None:
-            if time.monotonic() - t0 > limit:
+            now = time.monotonic()
+            if now - t0 > limit or (give_up is not None and give_up()):
                 self.proc.kill()
+                self.proc.wait()
                 return
-            self.proc.send_signal(signal.SIGINT)
+            if signalled is None or now - signalled >= every:
+                self.proc.send_signal(signal.SIGINT)
+                signalled = now
             try:
-                self.proc.wait(every)
+                self.proc.wait(0.2)
             except subprocess.TimeoutExpired:
                 pass
 
 
-def interrupt_all(children: Sequence[ChildProcess]) -> None:
-    """Ctrl-C to every child still running (again until each stops), and wait for them all."""
-    stoppers = [threading.Thread(target=c.interrupt, daemon=True) for c in children if c.poll() is None]
+def interrupt_all(children: Sequence[ChildProcess], give_up: Callable[[ChildProcess], bool] | None = None) -> None:
+    """Ctrl-C to every child still running (again until each stops), and wait for them all.
+    `give_up(child)`: whether to stop waiting for that child and kill it (see `interrupt`)."""
+    stoppers = [threading.Thread(target=c.interrupt, kwargs={"give_up": give_up and (lambda c=c: give_up(c))},
+                                 daemon=True) for c in children if c.poll() is None]
     for t in stoppers:
         t.start()
     for t in stoppers:
