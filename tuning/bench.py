@@ -32,10 +32,15 @@ from .runtime import dtype_policy, rss_mb
 from .store import TrialRecord, open_run
 
 
-def tree_rss_mb(root: int | None = None, pss: bool = False) -> float:
-    """RSS of a process and all its descendants (the search, its fork server and trial
-    processes); with `pss`, their proportional set size instead: memory they share (a fork's
-    pages not yet written, libraries) is split between them, so the sum is what they hold."""
+def tree_rss_mb(root: int | None = None) -> float:
+    """RSS of a process and all its descendants (the search, its fork server and trial processes)."""
+    return tree_memory_mb(root)[0]
+
+
+def tree_memory_mb(root: int | None = None, pss: bool = False) -> tuple[float, float]:
+    """(RSS, PSS) of a process and all its descendants; the PSS only with `pss` (0 otherwise).
+    Summed RSS counts a page that processes share (a fork's pages not yet written, libraries)
+    once per process; PSS splits it between them, so its sum is what they hold."""
     root = root or os.getpid()
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
@@ -47,15 +52,17 @@ def tree_rss_mb(root: int | None = None, pss: bool = False) -> float:
         except (OSError, IndexError, ValueError):
             continue
         children.setdefault(ppid, []).append(int(entry))
-    total, todo = 0.0, [root]
+    rss = proportional = 0.0
+    todo = [root]
     while todo:
         pid = todo.pop()
         try:
-            total += pss_mb(pid) if pss else rss_mb(pid)
+            rss += rss_mb(pid)
+            proportional += pss_mb(pid) if pss else 0.0
         except OSError:
             pass
         todo += children.get(pid, [])
-    return total
+    return rss, proportional
 
 
 def pss_mb(pid: int) -> float:
@@ -116,8 +123,8 @@ def bench_memory(trials: int, results_dir: pathlib.Path, recycle_mb: int) -> dic
 
     def sampler():
         while not stop.is_set():
-            peak[0] = max(peak[0], tree_rss_mb())
-            peak_pss[0] = max(peak_pss[0], tree_rss_mb(pss=True))
+            rss, proportional = tree_memory_mb(pss=True)
+            peak[0], peak_pss[0] = max(peak[0], rss), max(peak_pss[0], proportional)
             time.sleep(0.5)
 
     thread = threading.Thread(target=sampler, daemon=True)
@@ -127,8 +134,9 @@ def bench_memory(trials: int, results_dir: pathlib.Path, recycle_mb: int) -> dic
 
     def log(line: str) -> None:
         if line.startswith("trial "):
-            samples.append((len(samples) + 1, tree_rss_mb()))
-            pss.append(tree_rss_mb(pss=True))
+            rss, proportional = tree_memory_mb(pss=True)
+            samples.append((len(samples) + 1, rss))
+            pss.append(proportional)
             print(f"{line[:60]}... rss {samples[-1][1]:.0f} MB, pss {pss[-1]:.0f} MB", file=stdout, flush=True)
 
     iterations = -(-trials // 6)  # max_epochs 3, factor 3: 6 trials per Hyperband iteration

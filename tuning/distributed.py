@@ -178,13 +178,13 @@ def launch(folder: RunFolder, config: SearchConfig, workers: int, out: Callable[
     devices = visible_gpus(config.gpus)
     out(f"chief on {ip}:{port}, {workers} worker(s)"
         + (f" on GPU(s) {', '.join(devices[i % len(devices)] for i in range(workers))}" if devices else " on CPU"))
-    # Each worker imports Keras while the chief starts. Later it hands over to a fresh process as
-    # it grows, through a standby started half-way, like a standalone search's trial processes,
-    # where a core is spare for the standby: a worker on a GPU leaves its core free while it
-    # trains, workers on the CPU may keep every core busy.
+    # Where it is safe, every process is a fork of one that has imported TensorFlow already;
+    # elsewhere each worker imports Keras while the chief starts. Later a worker hands over to a
+    # fresh process as it grows, like a standalone search's trial processes, through a standby
+    # started half-way where a core is spare for it: a worker on a GPU leaves its core free while
+    # it trains, workers on the CPU may keep every core busy.
+    forkserver = start_for(config, env, str(folder.path))
     standbys = bool(devices) or usable_cpus() > workers
-    # Where it is safe, every process is a fork of one that has imported TensorFlow already.
-    forkserver = None if devices else start_for(config, env, str(folder.path))
     seats: list[Seat] = []
     chief: ChildProcess | int | None = None
     try:

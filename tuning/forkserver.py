@@ -24,6 +24,8 @@ A leaf module: it imports nothing of this package but `tuning.processes` (and wh
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import json
 import os
 import select
@@ -35,7 +37,7 @@ import threading
 import time
 from collections.abc import Sequence
 
-from .processes import _die_with_parent, python_module
+from .processes import die_with_parent, python_module
 
 MODULE = "tuning.forkserver"
 DISABLE_ENV = "TUNING_FORKSERVER"  # "0": never use a fork server
@@ -70,7 +72,7 @@ class ForkServer:
             self.proc = subprocess.Popen(
                 python_module(MODULE, [str(theirs.fileno()), preload, *([label] if label else [])]), env=env,
                 pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+                stderr=subprocess.DEVNULL, preexec_fn=die_with_parent if sys.platform.startswith("linux") else None)
         finally:
             theirs.close()
         self.sock = ours
@@ -154,14 +156,12 @@ class ForkServer:
                     reply = self._replies.pop(0)
                     if "pid" not in reply:
                         raise ForkServerGone(f"the fork server could not fork: {reply.get('error')}")
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError) as e:  # ForkServerGone included
             for fd in pipes:
                 os.close(fd)
+            if isinstance(e, ForkServerGone):
+                raise
             raise ForkServerGone(str(e)) from e
-        except ForkServerGone:
-            for fd in pipes:
-                os.close(fd)
-            raise
         for fd in {in_r, out_w, err_w}:  # the child's ends
             os.close(fd)
         return ForkedPopen(self, reply["pid"], in_w if stdin else None, out_r, None if merge_stderr else err_r)
@@ -237,9 +237,8 @@ def start_for(config, env: dict, label: str = "") -> ForkServer | None:
     """A fork server for the trial processes of a search with `config`, or None where forking is
     not safe or not wanted (see the module's docstring; with ``--verbose`` each process imports
     TensorFlow itself, so that its start-up log lines are shown)."""
-    backend = getattr(config, "backend", None) or "tensorflow"
-    if (os.environ.get(DISABLE_ENV) == "0" or not sys.platform.startswith("linux") or backend != "tensorflow"
-            or getattr(config, "jit", False) or getattr(config, "gpus", None) or getattr(config, "verbose", False)
+    if (os.environ.get(DISABLE_ENV) == "0" or not sys.platform.startswith("linux")
+            or (config.backend or "tensorflow") != "tensorflow" or config.jit or config.gpus or config.verbose
             or _nvidia_present()):
         return None
     try:
@@ -255,9 +254,6 @@ def _nvidia_present() -> bool:
 # ---------------------------------------------------------------- the fork server's side
 
 def _preload(what: str) -> None:
-    import contextlib
-    import importlib
-
     with contextlib.suppress(ImportError):
         import setproctitle  # noqa: F401 (it finds the command line's memory at import)
     if what != "tensorflow":
@@ -328,7 +324,7 @@ def _serve(sock: socket.socket):
 
 def _become(request: dict, fds: list[int], parent: int) -> None:
     """In a forked child: take the asker's streams, environment and directory, and run."""
-    _die_with_parent()
+    die_with_parent()
     if os.getppid() != parent:  # the fork server died before the line above: die with it
         os._exit(128 + signal.SIGKILL)
     # First: setproctitle finds the memory it writes the title in from the environment as the

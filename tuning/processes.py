@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+def die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
     """Linux: the child is killed if its parent dies (kill -9 included), so it can never go on
     writing to a folder whose lock its parent held."""
     try:
@@ -69,7 +69,7 @@ class ChildProcess:
                 self.cmd, env=self.env, stdout=subprocess.PIPE, text=True, bufsize=1, pass_fds=self.pass_fds,
                 stdin=subprocess.PIPE if self.stdin else None,
                 stderr=subprocess.PIPE if self.on_error_line else subprocess.STDOUT,
-                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+                preexec_fn=die_with_parent if sys.platform.startswith("linux") else None)
         self._pumps = [threading.Thread(target=self._pump_out, daemon=True)]
         if self.on_error_line:
             self._pumps.append(threading.Thread(target=self._pump_err, daemon=True))
