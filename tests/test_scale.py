@@ -135,6 +135,9 @@ def test_chief_and_two_asha_workers_each_trial_once_even_when_workers_die(tiny_s
     workers = summary["workers"]
     assert workers["count"] == 2 and set(workers["per_worker"]) == {"tuner0", "tuner1"}
     assert 0 < workers["busy_share"] <= 1 and len(summary["anytime"]) == len(records)
+    # Shares of the workers' summed time, which the time in trials bounds (the test split's evaluation aside).
+    assert 0 < summary["compile_share"] < summary["fit_share"] <= workers["busy_share"] + 0.05
+    assert "% of the 2 workers' time training, " in out
     assert sorted(p.name for p in (run_dir / "tuner").glob("trial_*")) == [f"trial_{i}" for i in sorted(ids)]
     assert all(r["status"] == "COMPLETED" for r in records), [(r["trial_id"], r["status"], r.get("error"))
                                                               for r in records]

@@ -528,6 +528,13 @@ def _compile_text(run: Run) -> str:
     return f"{seconds:.0f} s, part of the training time ({' and '.join(sorted(how))})"
 
 
+def of_workers(summary: dict) -> str:
+    """With several workers, `fit_share` and `compile_share` are shares of their summed time (wall
+    time x workers), not of the wall time: " of the N workers' time" then, else nothing."""
+    count = (summary.get("workers") or {}).get("count") or 1
+    return "" if count == 1 else f" of the {count} workers' time"
+
+
 def _markdown(run: Run, configs, tuned, curve: Curve) -> str:
     s = run.summary or {}
     best = run.best or {}
@@ -539,8 +546,8 @@ def _markdown(run: Run, configs, tuned, curve: Curve) -> str:
                       f"iterations {info.get('iterations')}"),
         ("trials", f"{len(run.records)} ({len(configs)} configurations)"),
         ("wall time", f"{s.get('wall_seconds', 0):.0f} s" if s else "search not finished"),
-        ("time in training", f"{s.get('fit_seconds', 0):.0f} s ({100 * (s.get('fit_share') or 0):.0f}%)"
-         if s else ""),
+        ("time in training", f"{s.get('fit_seconds', 0):.0f} s ({100 * (s.get('fit_share') or 0):.0f}%"
+         f"{of_workers(s)})" if s else ""),
         ("time compiling steps", _compile_text(run)),
         ("Keras backend", run.backend),
         ("best trial", best.get("trial_id", run.best_trial_id())),

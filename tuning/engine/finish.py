@@ -53,7 +53,7 @@ def finish_run(ctx, tuner, replicas: int) -> SearchResult:
     ctx.sessions.save()
     folder.write("summary.json", _summary(ctx, tuner, records, best, replicas))
     folder.write_leaderboard(records.values())
-    from ..report import write_comparison, write_report
+    from ..report import of_workers, write_comparison, write_report
 
     compared = None
     for write, path in ((write_report, folder.path), (write_comparison, folder.path.parent)):
@@ -69,7 +69,8 @@ def finish_run(ctx, tuner, replicas: int) -> SearchResult:
     tb_cmd = tensorboard_command(folder.path)
     log(f"best: trial {best['trial_id']} val_accuracy {best['val_accuracy']:.4f} test_accuracy "
         f"{best['test_accuracy']:.4f} ({best['params']:,} parameters); {len(records)} trials in "
-        f"{fmt_time(summary['wall_seconds'])} ({100 * summary['fit_share']:.0f}% of it training, "
+        f"{fmt_time(summary['wall_seconds'])} ({100 * summary['fit_share']:.0f}%{of_workers(summary) or ' of it'} "
+        "training, "
         f"{100 * summary['compile_share']:.0f}% compiling steps, on {summary['backend']})")
     if summary.get("image_cache"):
         cache = summary["image_cache"]
@@ -97,16 +98,18 @@ def _summary(ctx, tuner, records, best: dict, replicas: int) -> dict[str, Any]:
     fit_seconds = sum(r.fit_seconds for r in records.values()) + best.get("test_eval_seconds", 0.0)
     compile_seconds = sum(r.compile_seconds for r in records.values())
     wall = ctx.sessions.previous_wall + ctx.sessions.current["wall_seconds"]
+    workers = worker_time(records.values(), wall)
+    capacity = wall * max(1, workers["count"])  # the training processes' seconds: wall time x workers
     return {
         "name": cfg.name, "space": ctx.space.name, "dataset": data.name, "seed": cfg.seed,
         "trials": len(records), "planned_trials": len(tuner.planned),
         "completed_trials": sum(r.status == "COMPLETED" for r in records.values()),
         "rejected_draws": tuner.oracle.rejected,
         "wall_seconds": round(wall, 1), "fit_seconds": round(fit_seconds, 1),
-        "fit_share": round(fit_seconds / wall, 3) if wall else None,
+        "fit_share": round(fit_seconds / capacity, 3) if wall else None,
         # Tracing and compiling steps: part of fit_seconds (measured on JAX, estimated on TensorFlow).
         "compile_seconds": round(compile_seconds, 1),
-        "compile_share": round(compile_seconds / wall, 3) if wall else None,
+        "compile_share": round(compile_seconds / capacity, 3) if wall else None,
         "backend": ctx.devices["backend"],
         "best_trial": best["trial_id"], "best_val_accuracy": best["val_accuracy"],
         "best_test_accuracy": best["test_accuracy"],
@@ -118,7 +121,7 @@ def _summary(ctx, tuner, records, best: dict, replicas: int) -> dict[str, Any]:
                      "model_trials": tuner.oracle.model_trials}}
            if cfg.algorithm == "bohb" else {}),
         "anytime": anytime_curve(records.values(), ctx.sessions.state["sessions"]),
-        "workers": worker_time(records.values(), wall),
+        "workers": workers,
         "devices": ctx.devices, "replicas": replicas,
         "sizes": data.sizes(), "input_shape": list(data.input_shape), "versions": versions(),
         "normalization_sample": (data.normalization or {}).get("sample_size"),
