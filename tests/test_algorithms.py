@@ -31,10 +31,18 @@ def active_names(oracle, values) -> set[str]:
     return names
 
 
+def needed_checkpoints_kept(oracle) -> None:
+    """A trial that has not finished loads its parent's checkpoint when it starts, and again when it
+    restarts (its worker killed before its first epoch ended): that checkpoint is never deleted."""
+    unfinished = [t for t in oracle.trials.values() if t.status not in ("COMPLETED", "FAILED", "INVALID")]
+    needed = {t.hyperparameters.values.get("tuner/trial_id") for t in unfinished} - {None}
+    assert not needed & oracle.dead_checkpoints(), (needed, oracle.dead_checkpoints())
+
+
 def drive(oracle, score, workers: int, rng: random.Random, on_create=None, limit: int = 2000) -> list:
     """Run `oracle` to its end: free workers ask for trials; a random running trial ends next,
     with ``score(values)`` (None: it fails with a generic error). Returns the trials in the order
-    they were created."""
+    they were created. After every trial's end, no checkpoint a running trial needs is dead."""
     running, owner, created, free = {}, {}, [], [f"tuner{i}" for i in range(workers)]
     for _ in range(limit):
         waiting = []
@@ -59,6 +67,7 @@ def drive(oracle, score, workers: int, rng: random.Random, on_create=None, limit
             oracle.update_trial(trial.trial_id, {"val_accuracy": value}, step=step)
             trial.status = "COMPLETED"
         oracle.end_trial(trial)
+        needed_checkpoints_kept(oracle)
         free.append(owner[trial.trial_id])
     raise AssertionError("the search did not end")
 

@@ -29,7 +29,7 @@ import keras_tuner as kt
 
 from ..config import ALGORITHMS
 from ..ranking import trial_key
-from .oracle import ResNetOracle, _tuned, is_configuration_failure
+from .oracle import FINISHED, ResNetOracle, _tuned, is_configuration_failure
 
 __all__ = ["ALGORITHMS", "ASHAOracle", "BOHBOracle", "make_oracle", "oracle_seed"]
 NAMES = {"hyperband": "Hyperband", "bohb": "BOHB", "asha": "ASHA"}
@@ -269,8 +269,9 @@ class ASHAOracle(ResNetOracle):
         """Finished trials whose checkpoint will never be loaded again: at the top rung, promoted
         with a finished child, failed, or ranked too low in their rung ever to be promoted (a
         trial's rank only falls as results arrive, and the budget left bounds how many more can
-        arrive in each rung); all of them once the budget is spent."""
-        finished = {t for t, trial in self.trials.items() if trial.status in ("COMPLETED", "FAILED", "INVALID")}
+        arrive in each rung); all of them once the budget is spent. Never the best trial's, nor a
+        running trial's parent's (`deletable`)."""
+        finished = {t for t, trial in self.trials.items() if trial.status in FINISHED}
         left = self.budget - self.spent()
         if left <= 0:
             dead = set(finished)
@@ -279,15 +280,14 @@ class ASHAOracle(ResNetOracle):
                     or self.trials[t].status != "COMPLETED"}
             for trial in self.trials.values():
                 parent = trial.hyperparameters.values.get("tuner/trial_id")
-                if parent is not None and trial.status in ("COMPLETED", "FAILED", "INVALID"):
+                if parent is not None and trial.status in FINISHED:
                     dead.add(parent)
             for k in range(self.top):
                 ranked = self.ranked(k)
                 running = sum(t.status == "RUNNING" and self.rung_of(t) == k for t in self.trials.values())
                 most = len(ranked) + running + left // (self.rungs[k] - (self.rungs[k - 1] if k else 0))
                 dead.update(t.trial_id for t in ranked[most // self.factor:])
-        best = self.get_best_trials(1)
-        return (dead & finished) - ({best[0].trial_id} if best else set())
+        return self.deletable(dead)
 
     def planned_trials(self) -> list[tuple[int, int, int, int]]:
         """An estimate (ASHA's trials are not fixed in advance, its budget is): the rungs of

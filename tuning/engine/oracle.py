@@ -26,6 +26,7 @@ from .checkpoints import CHECKPOINT_NAME
 from .kt_internals import HyperbandOracle
 
 MAX_DRAWS = 1000
+FINISHED = ("COMPLETED", "FAILED", "INVALID")  # trial statuses after its end
 SAME_ERROR_LIMIT = 3      # at least this many failures in a row with one error (see `systematic_failure`)
 # Failures that belong to their configuration: recorded and scored as failed, never a reason to stop.
 CONFIGURATION_FAILURES = ("the loss became NaN", "out of memory at batch size")
@@ -99,7 +100,7 @@ class ResNetOracle(HyperbandOracle):
         taken = {info["past_id"] for info in rounds[r]}
         waiting = [self.trials[info["id"]] for info in rounds[r - 1]
                    if info["id"] is not None and info["id"] not in taken]
-        finished = [t for t in waiting if t.status in ("COMPLETED", "FAILED", "INVALID")]
+        finished = [t for t in waiting if t.status in FINISHED]
         # A slot of round r-1 closed because every candidate for it failed counts as finished:
         # otherwise its last finished trials could never be promoted (nor their checkpoints freed).
         closed = sum(info["id"] is None for info in rounds[r - 1])
@@ -154,9 +155,17 @@ class ResNetOracle(HyperbandOracle):
                 # A parent is no longer needed once its promoted child has finished.
                 dead.update(p for p, c in children.items() if self.trials[c].status in ("COMPLETED", "FAILED"))
         dead.update(t for t, trial in self.trials.items() if trial.status in ("FAILED", "INVALID"))
-        finished = {t for t, trial in self.trials.items() if trial.status in ("COMPLETED", "FAILED", "INVALID")}
+        return self.deletable(dead)
+
+    def deletable(self, dead: set[str]) -> set[str]:
+        """Of the trials in `dead`, those whose checkpoint may be deleted: finished ones, but never
+        the best trial, nor the parent of a trial that has not finished (which loads its parent's
+        checkpoint when it starts, and again if it restarts before its first epoch ends)."""
+        finished = {t for t, trial in self.trials.items() if trial.status in FINISHED}
+        needed = {trial.hyperparameters.values.get("tuner/trial_id") for trial in self.trials.values()
+                  if trial.status not in FINISHED}
         best = self.get_best_trials(1)
-        return (dead & finished) - ({best[0].trial_id} if best else set())
+        return (dead & finished) - needed - ({best[0].trial_id} if best else set())
 
     def planned_trials(self) -> list[tuple[int, int, int, int]]:
         """(bracket, round, epochs, initial_epoch) of every trial a complete search runs."""
