@@ -34,25 +34,9 @@ sys.path.insert(0, str(ROOT))
 
 def tree_rss_mb(root_pid: int) -> float:
     """Resident memory of `root_pid` and every process below it, in MB (from /proc)."""
-    parents, rss = {}, {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/status") as f:
-                fields = dict(line.split(":", 1) for line in f if ":" in line)
-            parents[int(entry)] = int(fields["PPid"])
-            rss[int(entry)] = int(fields.get("VmRSS", "0 kB").split()[0]) / 1024
-        except (OSError, ValueError, KeyError):
-            continue
-    total = 0.0
-    for pid in rss:
-        p = pid
-        while p and p != root_pid:
-            p = parents.get(p, 0)
-        if p == root_pid:
-            total += rss[pid]
-    return total
+    from tuning.bench import tree_memory_mb
+
+    return tree_memory_mb(root_pid)[0]
 
 
 def rate(n: int, seconds: float) -> float:

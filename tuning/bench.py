@@ -32,11 +32,6 @@ from .runtime import dtype_policy, rss_mb
 from .store import TrialRecord, open_run
 
 
-def tree_rss_mb(root: int | None = None) -> float:
-    """RSS of a process and all its descendants (the search, its fork server and trial processes)."""
-    return tree_memory_mb(root)[0]
-
-
 def tree_memory_mb(root: int | None = None, pss: bool = False) -> tuple[float, float]:
     """(RSS, PSS) of a process and all its descendants; the PSS only with `pss` (0 otherwise).
     Summed RSS counts a page that processes share (a fork's pages not yet written, libraries)
