@@ -2,6 +2,7 @@
 chosen by hypothesis, so that their rules are checked on their own."""
 
 import json
+import math
 import random
 
 import keras_tuner as kt
@@ -215,7 +216,7 @@ def test_an_oracle_resumed_from_its_files_runs_what_it_would_have_run(sampler, t
 
 
 def test_the_surrogate_benchmark_replays_every_algorithm_on_the_same_budget(tmp_path):
-    from tuning.bench_algorithms import plot, run_benchmark, table
+    from tuning.bench_algorithms import plot, run_benchmark, strict_json, table
 
     result = run_benchmark(seeds=2, workers=[1, 3], iterations=1, check_surrogate=False)
     runs = result["runs"]
@@ -238,5 +239,9 @@ def test_the_surrogate_benchmark_replays_every_algorithm_on_the_same_budget(tmp_
     assert three["hyperband"]["wall"] < one["hyperband"]["wall"] / 2  # three workers share the work
     text = table(result)
     assert len(text.splitlines()) == 2 + 6 and "| 3 | ASHA |" in text
+    assert math.isinf(one["hyperband"]["time_to"]["0.99"])  # never reached in so short a search
+    written = json.loads(json.dumps(strict_json(result), allow_nan=False))  # --out's JSON: null for never
+    assert written["summary"]["1"]["hyperband"]["time_to"]["0.99"] is None
+    assert written["runs"][0]["anytime"] == [list(p) for p in runs[0]["anytime"]]
     plot(result, tmp_path / "algorithms.png")
     assert (tmp_path / "algorithms.png").read_bytes()[:4] == b"\x89PNG"

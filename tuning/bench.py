@@ -425,7 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _algorithms(args) -> int:
-    from .bench_algorithms import CURVES, plot, run_benchmark, table
+    from .bench_algorithms import CURVES, plot, run_benchmark, strict_json, table
 
     if args.seeds < 1 or args.jobs < 1 or min(args.workers) < 1:
         print("error: --seeds, --jobs and --workers must be at least 1", file=sys.stderr)
@@ -448,7 +448,7 @@ def _algorithms(args) -> int:
         plot(result, pathlib.Path(args.plot))
     if args.out:
         figures = {"benchmark": "algorithms", "machine": machine(), "date": time.strftime("%Y-%m-%d"), **result}
-        pathlib.Path(args.out).write_text(json.dumps(figures) + "\n")
+        pathlib.Path(args.out).write_text(json.dumps(strict_json(figures), allow_nan=False) + "\n")
     return 0
 
 

@@ -121,6 +121,18 @@ def summarize(runs: Sequence[dict[str, Any]], targets: Sequence[float] = TARGETS
     return out
 
 
+def strict_json(obj: Any) -> Any:
+    """`obj` with every infinite or NaN float (a time "never" reached, a ratio to it) as None, so
+    that ``json.dumps(..., allow_nan=False)`` writes standard JSON (null) that any reader takes."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_json(v) for v in obj]
+    return obj
+
+
 def table(result: dict[str, Any]) -> str:
     """The summary as a markdown table."""
     def secs(t: float) -> str:
