@@ -52,7 +52,8 @@ def test_a_child_gets_its_role_and_folder_from_its_arguments():
                                                           started=12.5))
     assert (args.run_dir, args.role, args.outcome, args.handover, args.started) == ("results/x", "worker",
                                                                                    "o.json", True, 12.5)
-    assert not (args.resuming or args.continuing or args.standby)
+    assert not (args.resuming or args.continuing or args.standby or args.config)
+    assert trial_process_parser().parse_args(command_args("results/x", "worker", config="c.json")).config == "c.json"
     assert trial_process_parser().parse_args(command_args("results/x", "worker", standby="imported")).standby == \
         "imported"
     with pytest.raises(SystemExit):

@@ -227,3 +227,78 @@ def test_ctrl_c_kills_a_worker_that_cannot_stop_once_its_chief_has():
     interrupt_all([chief, stuck, saving], give_up=_orphaned_worker(chief, grace=1.0))
     assert time.monotonic() - t0 < 10
     assert chief.poll() == -signal.SIGINT and saving.poll() == 130 and stuck.poll() == -signal.SIGKILL
+
+
+def test_a_worker_started_by_hand_before_its_chief_waits_for_it_and_hands_over_as_it_grows(tiny_space, tmp_path):
+    from tuning.network import free_port
+
+    results = tmp_path / "results"
+    run_dir = results / "tiny-digits"
+    base = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "KERASTUNER_ORACLE_IP": "127.0.0.1",
+            "KERASTUNER_ORACLE_PORT": str(free_port("127.0.0.1"))}
+    cmd = [sys.executable, "-m", "tuning.search", "--space", tiny_space, "--results-dir", str(results)]
+
+    def start(tuner_id: str, **env: str) -> subprocess.Popen:
+        return subprocess.Popen(cmd, cwd=ROOT, env={**base, "KERASTUNER_TUNER_ID": tuner_id, **env},
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    # As a job scheduler may start them: the worker first. It must not make the run folder,
+    # which the chief would then refuse as "not a search run".
+    worker = start("tuner0", TUNING_FAULTS=json.dumps({"handover": "every-trial", "0001": "hang@0"}))
+    chief = None
+    try:
+        assert worker.stdout.readline().startswith("worker waiting for the chief at 127.0.0.1:")
+        time.sleep(1)
+        assert worker.poll() is None and not results.exists()
+        chief = start("chief")
+        t0 = time.time()
+        while not (run_dir / "tuner" / "trial_0001" / "resume.json").exists():  # hangs after its first epoch
+            assert chief.poll() is None and worker.poll() is None and time.time() - t0 < 300
+            time.sleep(0.2)
+        time.sleep(0.5)
+        killed = _worker_pids(results)  # its trial process (the command above is its supervisor)
+        assert killed
+        for pid in killed:
+            os.kill(pid, signal.SIGKILL)
+        worker_out, _ = worker.communicate(timeout=600)  # (a worker that gave up would leave its chief waiting)
+        assert worker.returncode == 0, worker_out[-3000:]
+        chief_out, _ = chief.communicate(timeout=120)
+    finally:
+        for p in (worker, chief):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.communicate()
+    assert chief.returncode == 0, chief_out[-3000:]
+    # Its trials ran in trial processes that handed over to fresh ones (one per trial here), and
+    # the one killed was started again.
+    assert worker_out.count("continuing in a fresh one") >= 2
+    assert "the trial process was killed by SIGKILL; starting another (1/3)" in worker_out
+    records = [json.loads(p.read_text()) for p in (run_dir / "trials").glob("*.json")]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    ids = [r["trial_id"] for r in records]
+    assert sorted(ids) == sorted(set(ids)) and len(ids) == summary["trials"] == summary["completed_trials"] >= 3
+    assert {r["status"] for r in records} == {"COMPLETED"}
+    assert next(r for r in records if r["trial_id"] == "0001")["resumed_from_epoch"] == 1
+
+
+@pytest.mark.parametrize("env, says", [
+    ({"KERASTUNER_ORACLE_PORT": "80x"}, "KERASTUNER_ORACLE_PORT='80x' is not a port number"),
+    ({"KERASTUNER_ORACLE_PORT": None}, "KERASTUNER_ORACLE_PORT='' is not a port number"),
+    ({"KERASTUNER_TUNER_ID": None}, "KERASTUNER_TUNER_ID is not set"),
+    ({"KERASTUNER_ORACLE_IP": "no-such-host.invalid"}, "KERASTUNER_ORACLE_IP='no-such-host.invalid' does not resolve"),
+])
+def test_incomplete_keras_tuner_variables_are_refused_in_one_line(tiny_space, tmp_path, monkeypatch, capsys, env, says):
+    from tuning.cli import main
+
+    monkeypatch.setenv("KERASTUNER_ORACLE_IP", "127.0.0.1")
+    monkeypatch.setenv("KERASTUNER_ORACLE_PORT", "8000")
+    monkeypatch.setenv("KERASTUNER_TUNER_ID", "tuner0")
+    for name, value in env.items():
+        if value is None:
+            monkeypatch.delenv(name)
+        else:
+            monkeypatch.setenv(name, value)
+    assert main(["--space", tiny_space, "--results-dir", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert says in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -24,24 +23,13 @@ from .config import SearchConfig
 from .engine.trial_process import MODULE, command_args
 from .errors import UsageError
 from .forkserver import ForkServer, start_for
+from .network import free_port, listening
 from .outcome import RECYCLE_EXIT
 from .processes import ChildProcess, child_env, interrupt_all, python_module
 from .store import RunFolder
 from .supervisor import Seat, TrialProcess, usable_cpus
 
 MAX_RESTARTS = 3
-
-
-def free_port(ip: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((ip, 0))
-        return s.getsockname()[1]
-
-
-def listening(ip: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.settimeout(0.5)
-        return s.connect_ex((ip, port)) == 0
 
 
 def visible_gpus(gpus: str | None) -> list[str]:

@@ -82,7 +82,16 @@ def _is_terminal(stream) -> bool:
 def _run(config: SearchConfig, space, folder: RunFolder, role: str, log, t_start: float):
     from .engine.session import run_session
 
-    if role == "worker":  # started by hand on another host: the chief owns the folder
+    if role != "standalone":  # started by hand with keras-tuner's variables
+        from .network import oracle_address, wait_for_chief
+
+        oracle_address()  # complete, or said in one line now
+    if role == "worker":  # the chief owns the folder: touch it only once the chief is up
+        wait_for_chief(log)
+        if config.recycle_mb:
+            from .supervisor import supervise_worker
+
+            return supervise_worker(folder, config, space, log)
         return run_session(config, space, folder, role=role, log=log, resuming=False, t_start=t_start)
     with owned_run(config, space) as (folder, lock_fd, resuming):
         if role == "standalone" and config.recycle_mb:

@@ -8,17 +8,20 @@ hand-over costs no start-up, the next process is started as a *standby* while th
 is half-way to its limit (if the machine has the memory for it): it imports TensorFlow and loads
 the data, then waits for "go" on its standard input, sent the moment the current one has exited.
 A `Seat` is one such succession of processes: the standalone search has one, ``--workers N``
-has one per worker (`tuning.distributed`).
+has one per worker (`tuning.distributed`), and so has a worker started by hand on another host
+(`supervise_worker`).
 
-Every trial process inherits the run's lock, so the folder stays locked until the last has
-exited; each is killed if this process dies. A process says how it ended with its exit status
-and an outcome file, never through its stderr text.
+Every trial process inherits the run's lock (a hand-started worker's have none: its chief holds
+it), so the folder stays locked until the last has exited; each is killed if this process dies.
+A process says how it ended with its exit status and an outcome file, never through its stderr
+text.
 """
 
 from __future__ import annotations
 
 import os
 import pathlib
+import signal
 import sys
 import tempfile
 import time
@@ -37,6 +40,8 @@ from .store import RunFolder
 STANDBY_AT = 0.5        # start the standby once the current process has grown by this share of recycle_mb
 STANDBY_HEADROOM = 512  # MB of available memory to leave besides the standby (which is as large as a
                         # trial process before its first trial: TensorFlow and the data)
+WORKER_RESTARTS = 3     # times a hand-started worker starts a killed trial process again
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # a process asked to stop is not started again
 
 
 class TrialProcess:
@@ -45,7 +50,7 @@ class TrialProcess:
     Args:
         run_dir, role: its run folder and role.
         log: called with each line of its standard output.
-        lock_fd: the run's lock, which it inherits.
+        lock_fd: the run's lock, which it inherits (None: a hand-started worker's, which holds none).
         standby: None, or where it waits for `go` (`tuning.engine.trial_process.STANDBY_POINTS`).
         env: its environment (default: this process's, `child_env`).
         show_error: called with each line of its standard error; None merges it into `log`.
@@ -55,7 +60,7 @@ class TrialProcess:
         **args: the rest of its arguments (`command_args`).
     """
 
-    def __init__(self, run_dir, role: str, log: Callable[[str], None], lock_fd: int, *, standby: str | None,
+    def __init__(self, run_dir, role: str, log: Callable[[str], None], lock_fd: int | None, *, standby: str | None,
                  env: dict | None = None, show_error: Callable[[str], None] | None = None, outcome: bool = False,
                  name: str = "", forkserver=None, **args):
         self.outcome: pathlib.Path | None = None
@@ -67,7 +72,8 @@ class TrialProcess:
                                                   standby=standby, **args))
         self.baseline: float | None = None  # its memory when it reported its first trial
         self.process = ChildProcess(cmd, env or child_env(), self._line(log), stdin=bool(standby),
-                                    on_error_line=show_error, pass_fds=(lock_fd,), name=name, forkserver=forkserver)
+                                    on_error_line=show_error, pass_fds=() if lock_fd is None else (lock_fd,),
+                                    name=name, forkserver=forkserver)
 
     def _line(self, log: Callable[[str], None]) -> Callable[[str], None]:
         def on_line(line: str) -> None:
@@ -192,7 +198,7 @@ def supervise(folder: RunFolder, lock_fd: int, config: SearchConfig, log, resumi
 
     Raises what ended a trial process (`tuning.errors.raise_outcome`).
     """
-    show_error = (lambda line: print(line, file=sys.stderr, flush=True)) if config.verbose else (lambda line: None)
+    show_error = _show_error(config)
     first = [True]
     forkserver = start_for(config, child_env(), str(folder.path))
 
@@ -203,15 +209,67 @@ def supervise(folder: RunFolder, lock_fd: int, config: SearchConfig, log, resumi
                             show_error=show_error, outcome=True, handover=True, resuming=resuming,
                             continuing=continuing, started=started, forkserver=forkserver)
 
+    _run_seat(spawn, config, folder, forkserver)
+    return result_from_disk(folder)
+
+
+def supervise_worker(folder: RunFolder, config: SearchConfig, space, log) -> None:
+    """A worker started by hand (keras-tuner's variables, usually on another host): its trials
+    run in trial processes that hand over to fresh ones as they grow, as a standalone search's
+    do, until the chief has no more work. They take the config of this command from a file of
+    their own, not the run's run.json: the chief may not have written it yet, and its paths are
+    the chief host's. The chief holds the run's lock, so they inherit none. One that is killed
+    is started again (`WORKER_RESTARTS` times): the chief gives it back its unfinished trial."""
+    from .backend import select
+    from .runtime import write_json
+
+    select(config.backend)
+    fd, config_file = tempfile.mkstemp(prefix="tuning-worker-", suffix=".json")
+    os.close(fd)
+    write_json(config_file, {"config": config.to_dict(), "space": space.name, "space_file": str(space.path),
+                             "space_text": space.text})
+    try:
+        forkserver = start_for(config, child_env(), str(folder.path))
+
+        def spawn(standby: bool) -> TrialProcess:
+            return TrialProcess(folder.path, "worker", log, None, standby="loaded" if standby else None,
+                                show_error=_show_error(config), outcome=True, handover=True, config=config_file,
+                                forkserver=forkserver)
+
+        _run_seat(spawn, config, folder, forkserver, restarts=WORKER_RESTARTS, log=log)
+    finally:
+        os.unlink(config_file)
+
+
+def _show_error(config: SearchConfig) -> Callable[[str], None]:
+    """Where a trial process's standard error goes: this one's with ``--verbose``, else nowhere
+    (what ended it comes back in its outcome file)."""
+    return (lambda line: print(line, file=sys.stderr, flush=True)) if config.verbose else (lambda line: None)
+
+
+def _run_seat(spawn: Callable[[bool], TrialProcess], config: SearchConfig, folder: RunFolder, forkserver,
+              restarts: int = 0, log: Callable[[str], None] | None = None) -> None:
+    """Trial processes from `spawn`, one after another (a `Seat`), until one ends the search's
+    part with exit status 0; raises what ended one otherwise (`tuning.errors.raise_outcome`).
+    One killed by a signal other than a request to stop (kill -9, the kernel's out-of-memory
+    killer) is started again up to `restarts` times, said in `log`. Closes the seat and `forkserver` at the end."""
     seat = None
     try:
         seat = Seat(spawn, config.recycle_mb, standbys=usable_cpus() > 1)
-        while (returncode := seat.current.process.wait(every=seat.prepare_standby)) == RECYCLE_EXIT:
-            seat.hand_over()
-        if returncode == 0:
-            return result_from_disk(folder)
-        said = read_outcome(seat.current.outcome)
-        raise_outcome(said, returncode, "" if said else _killed(folder, returncode, seat.current.process.errors))
+        while True:
+            returncode = seat.current.process.wait(every=seat.prepare_standby)
+            if returncode == RECYCLE_EXIT:
+                seat.hand_over()
+            elif returncode < 0 and -returncode not in STOP_SIGNALS and seat.restarts < restarts:
+                seat.restarts += 1
+                log(f"the trial process {exit_status(returncode)}; starting another ({seat.restarts}/{restarts}): "
+                    "its trial resumes from its last completed epoch")
+                seat.hand_over()
+            else:
+                break
+        if returncode != 0:
+            said = read_outcome(seat.current.outcome)
+            raise_outcome(said, returncode, "" if said else _killed(folder, returncode, seat.current.process.errors))
     finally:
         if seat is not None:
             seat.close()

@@ -10,7 +10,9 @@ error, in the ``--outcome`` file (`tuning.errors.write_outcome`). Exit statuses:
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import pathlib
 import sys
 import time
 from collections.abc import Sequence
@@ -24,13 +26,16 @@ STANDBY_POINTS = ("loaded", "imported")  # a standby waits for "go" once the dat
 
 def command_args(run_dir, role: str, *, outcome: str | None = None, handover: bool = False,
                  resuming: bool = False, continuing: bool = False, standby: str | None = None,
-                 started: float | None = None) -> list[str]:
+                 started: float | None = None, config: str | None = None) -> list[str]:
     """The arguments of a child process (for `tuning.processes.python_module(MODULE, ...)`).
 
-    `standby`: None, or where the process waits for "go" (`STANDBY_POINTS`)."""
+    `standby`: None, or where the process waits for "go" (`STANDBY_POINTS`). `config`: a file
+    with the search's config and space, as run.json has them, to read instead of run.json."""
     args = [str(run_dir), "--role", role]
     if outcome:
         args += ["--outcome", outcome]
+    if config:
+        args += ["--config", config]
     if standby:
         args += ["--standby", standby]
     if started is not None:
@@ -48,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("--role", choices=ROLES, required=True)
     p.add_argument("--outcome", help="where to say how this process ended")
+    p.add_argument("--config", help="read the search's config and space from this file, not RUN_DIR/run.json")
     p.add_argument("--handover", action="store_true", help="hand over to a fresh process once grown by "
                    "the config's recycle_mb")
     p.add_argument("--resuming", action="store_true", help="the folder holds an earlier session of this run")
@@ -79,7 +85,10 @@ def run(args: argparse.Namespace, t_start: float):
     from .session import run_session
 
     folder = RunFolder(args.run_dir)
-    info = folder.read("run.json", strict=True) or {}
+    if args.config:  # a hand-started worker's own config
+        info = json.loads(pathlib.Path(args.config).read_text())
+    else:
+        info = folder.read("run.json", strict=True) or {}
     if "config" not in info:
         raise SearchError(f"{folder.run_json} has no config; start the search with python -m tuning.search")
     config = SearchConfig.from_dict(info["config"])
