@@ -124,6 +124,7 @@ def test_chief_and_two_asha_workers_each_trial_once_even_when_workers_die(tiny_s
     assert out.count("starting it again") == 2
     assert out.count("continuing in a fresh one") >= 2  # workers handed over (through their standbys)
     assert "[worker0] trial " in out and "[worker1] trial " in out
+    assert out.count("[worker0] worker on CPU") == out.count("[worker1] worker on CPU") == 1  # not at each hand-over
 
     records = [json.loads(p.read_text()) for p in (run_dir / "trials").glob("*.json")]
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -273,6 +274,7 @@ def test_a_worker_started_by_hand_before_its_chief_waits_for_it_and_hands_over_a
     # the one killed was started again.
     assert worker_out.count("continuing in a fresh one") >= 2
     assert "the trial process was killed by SIGKILL; starting another (1/3)" in worker_out
+    assert worker_out.count("worker on CPU") == 1
     records = [json.loads(p.read_text()) for p in (run_dir / "trials").glob("*.json")]
     summary = json.loads((run_dir / "summary.json").read_text())
     ids = [r["trial_id"] for r in records]

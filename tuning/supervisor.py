@@ -230,11 +230,13 @@ def supervise_worker(folder: RunFolder, config: SearchConfig, space, log) -> Non
                              "space_text": space.text})
     try:
         forkserver = start_for(config, child_env(), str(folder.path))
+        first = [True]
 
         def spawn(standby: bool) -> TrialProcess:
+            continuing, first[0] = not first[0], False
             return TrialProcess(folder.path, "worker", log, None, standby="loaded" if standby else None,
-                                show_error=_show_error(config), outcome=True, handover=True, config=config_file,
-                                forkserver=forkserver)
+                                show_error=_show_error(config), outcome=True, handover=True, continuing=continuing,
+                                config=config_file, forkserver=forkserver)
 
         _run_seat(spawn, config, folder, forkserver, restarts=WORKER_RESTARTS, log=log)
     finally:

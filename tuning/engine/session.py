@@ -252,7 +252,8 @@ def _device_text(devices: dict) -> str:
 def _announce(ctx: Context, tuner, replicas: int, resuming: bool, continuing: bool) -> None:
     cfg, data, planned, device = ctx.config, ctx.data, len(tuner.planned), _device_text(ctx.devices)
     if ctx.role == "worker":
-        ctx.log(f"worker on {device}: running trials for {ctx.folder.path}")
+        if not continuing:  # once per worker, not again after each hand-over
+            ctx.log(f"worker on {device}: running trials for {ctx.folder.path}")
     elif resuming and not continuing:
         about = "about " if cfg.algorithm == "asha" else ""  # ASHA's trials are not fixed in advance
         ctx.log(f"resuming {ctx.folder.path}: {len(tuner.records)} of {about}{planned} trials already done ({device})")
