@@ -254,7 +254,8 @@ def _run_seat(spawn: Callable[[bool], TrialProcess], config: SearchConfig, folde
     """Trial processes from `spawn`, one after another (a `Seat`), until one ends the search's
     part with exit status 0; raises what ended one otherwise (`tuning.errors.raise_outcome`).
     One killed by a signal other than a request to stop (kill -9, the kernel's out-of-memory
-    killer) is started again up to `restarts` times, said in `log`. Closes the seat and `forkserver` at the end."""
+    killer) is started again up to `restarts` times, said in `log`. Closes the seat and
+    `forkserver` at the end."""
     seat = None
     try:
         seat = Seat(spawn, config.recycle_mb, standbys=usable_cpus() > 1)
