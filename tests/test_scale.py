@@ -230,7 +230,8 @@ def test_ctrl_c_kills_a_worker_that_cannot_stop_once_its_chief_has():
     assert chief.poll() == -signal.SIGINT and saving.poll() == 130 and stuck.poll() == -signal.SIGKILL
 
 
-def test_a_worker_started_by_hand_before_its_chief_waits_for_it_and_hands_over_as_it_grows(tiny_space, tmp_path):
+def test_a_worker_started_by_hand_before_its_chief_waits_for_it_hands_over_and_outlives_kill_9s(tiny_space,
+                                                                                                   tmp_path):
     from tuning.network import free_port
 
     results = tmp_path / "results"
@@ -261,6 +262,9 @@ def test_a_worker_started_by_hand_before_its_chief_waits_for_it_and_hands_over_a
         assert killed
         for pid in killed:
             os.kill(pid, signal.SIGKILL)
+        chief.kill()  # and the chief too, at the same moment; then the same command again
+        chief.communicate()
+        chief = start("chief")
         worker_out, _ = worker.communicate(timeout=600)  # (a worker that gave up would leave its chief waiting)
         assert worker.returncode == 0, worker_out[-3000:]
         chief_out, _ = chief.communicate(timeout=120)
@@ -270,6 +274,7 @@ def test_a_worker_started_by_hand_before_its_chief_waits_for_it_and_hands_over_a
                 p.kill()
                 p.communicate()
     assert chief.returncode == 0, chief_out[-3000:]
+    assert "resuming " in chief_out
     # Its trials ran in trial processes that handed over to fresh ones (one per trial here), and
     # the one killed was started again.
     assert worker_out.count("continuing in a fresh one") >= 2
