@@ -99,6 +99,26 @@ def test_sigkill_mid_trial_then_resume_matches_uninterrupted(finished_run, tiny_
     assert not list(run_dir.rglob("resume*"))
 
 
+def test_a_kill_9_as_a_trial_ends_loses_no_record(finished_run, tiny_space, tmp_path):
+    """The narrowest window: the oracle has saved trial 0001 as ended (a resumed search never runs
+    it again), its record is not saved yet."""
+    result, _, _ = finished_run
+    results = tmp_path / "results"
+    args = ["--space", tiny_space, "--results-dir", str(results), "--seed", "0"]
+    run_dir = results / "tiny-digits"
+    code, _, err = run(*args, faults={"kill": "ended@0001"})
+    assert code == 1 and "the trial process was killed by SIGKILL" in err, err[-3000:]
+    assert (run_dir / "trials" / "0001.ending").exists() and not (run_dir / "trials" / "0001.json").exists()
+
+    code, out, err = run(*args)  # the same command again
+    assert code == 0, err[-3000:]
+    assert sequence(run_dir) == sequence(result.run_dir)  # trial 0001's record included
+    ours, theirs = ({p.stem: json.loads(p.read_text())["val_accuracy"] for p in (d / "trials").glob("*.json")}
+                    for d in (run_dir, result.run_dir))
+    assert ours == pytest.approx(theirs, abs=1e-6)
+    assert not list(run_dir.rglob("*.ending")) and not list(run_dir.rglob("resume*"))
+
+
 @pytest.mark.parametrize("fault", ["hang@0", "deaf@0"])  # deaf: the first Ctrl-C gets lost in the trial process
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tiny_space, tmp_path, fault):
     results = tmp_path / "results"

@@ -309,3 +309,22 @@ def test_incomplete_keras_tuner_variables_are_refused_in_one_line(tiny_space, tm
     err = capsys.readouterr().err
     assert says in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "r").exists()
+
+
+def test_a_worker_killed_as_its_trial_ends_loses_no_record(tiny_space, tmp_path):
+    """The worker's trial process dies (SIGKILL) once the chief has saved trial 0001 as ended,
+    before the worker saved its record: the chief completes the record when the search ends."""
+    results = tmp_path / "results"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TUNING_FAULTS": json.dumps({"kill": "ended@0001"})}
+    done = subprocess.run([sys.executable, "-m", "tuning.search", "--space", tiny_space, "--results-dir",
+                           str(results), "--workers", "2"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    assert "exited with status -9; starting it again (1/3)" in done.stdout
+    run_dir = results / "tiny-digits"
+    records = {p.stem: json.loads(p.read_text()) for p in (run_dir / "trials").glob("*.json")}
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert len(records) == summary["trials"] == summary["completed_trials"] == 5
+    assert records["0001"]["status"] == "COMPLETED" and records["0001"]["val_accuracy"] is not None
+    assert records["0001"]["history"]["val_accuracy"]  # the worker's own record, kept as the trial ended
+    assert not list(run_dir.rglob("*.ending")) and not list(run_dir.rglob("resume*"))

@@ -22,7 +22,9 @@ Keys that act on the whole search:
 - ``"crash": "after-trials"``: an unexpected error once every trial has ended (before the best
   trial is evaluated), as a bug there would raise;
 - ``"score_step"`` (e.g. ``0.5``): every trial's validation accuracy is rounded to a multiple of
-  the step before the search sees it, so that ties are everywhere.
+  the step before the search sees it, so that ties are everywhere;
+- ``"kill": "ended@ID"``: the process kills itself with SIGKILL once the oracle has saved trial
+  ID as ended, before its record is saved (the narrowest window a kill -9 can land in).
 """
 
 from __future__ import annotations
@@ -45,6 +47,13 @@ def fault_for(trial_id: str) -> str | None:
 def crash_point(name: str) -> None:
     if _faults().get("crash") == name:
         raise RuntimeError(f"injected crash at {name}")
+
+
+def kill_point(name: str) -> None:
+    if _faults().get("kill") == name:
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def handover_every_trial() -> bool:

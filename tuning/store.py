@@ -49,6 +49,7 @@ from .ranking import best_record, record_key
 from .runtime import write_atomic, write_json
 
 LOCK_NAME = ".lock"
+ENDING = ".ending"  # trials/<id>.ending: a trial's record kept while the oracle saves its end (`save_ending`)
 DYING_WAIT = 10.0  # seconds to wait for a holder that is dead or dying to let go
 
 FIXED_COLUMNS = ("trial_id", "run", "bracket", "round", "status", "epochs", "val_accuracy", "params", "flops",
@@ -192,7 +193,29 @@ class RunFolder:
         return out
 
     def save_record(self, record: TrialRecord) -> None:
+        """Write the trial's record; it supersedes the copy saved as it ended (`save_ending`)."""
         write_json(self.trials_dir / f"{record.trial_id}.json", record.to_dict())
+        (self.trials_dir / f"{record.trial_id}{ENDING}").unlink(missing_ok=True)
+
+    def save_ending(self, record: TrialRecord) -> None:
+        """Keep a trial's record as it stands just before the oracle saves the trial as ended, so
+        that a kill between that save and `save_record` loses nothing (`ending_records`). It is
+        not a record (`records` does not read it) until then."""
+        write_json(self.trials_dir / f"{record.trial_id}{ENDING}", record.to_dict())
+
+    def ending_records(self) -> dict[str, TrialRecord]:
+        """The records saved by `save_ending` and not yet superseded, by trial id."""
+        out = {}
+        for path in sorted(self.trials_dir.glob(f"*{ENDING}")):
+            data = _read_json(path)
+            if isinstance(data, dict) and "trial_id" in data:
+                out[data["trial_id"]] = TrialRecord.from_dict(data)
+            else:  # cut short by a kill: the trial had not ended yet
+                path.unlink(missing_ok=True)
+        return out
+
+    def drop_ending(self, trial_id: str) -> None:
+        (self.trials_dir / f"{trial_id}{ENDING}").unlink(missing_ok=True)
 
     def write_leaderboard(self, records: Iterable[TrialRecord]) -> None:
         """``leaderboard.csv`` and ``leaderboard.md``: one row per trial, best first."""

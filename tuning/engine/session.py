@@ -107,6 +107,8 @@ def run_session(config: SearchConfig, space, folder: RunFolder, *, role: str, lo
     if role != "worker" and not continuing:
         tuner.oracle.forget_failures()  # the user ran the command again: an old stop's streak is over
         tuner.oracle.save()
+    if role != "worker":
+        tuner.recover_ended()  # records a kill cut short (`ResNetTuner.on_trial_end`)
     tuner.records.update(folder.records())
     _announce(ctx, tuner, replicas, resuming, continuing)
     _search(ctx, tuner)

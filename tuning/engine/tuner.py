@@ -28,10 +28,10 @@ import keras
 import keras_tuner as kt
 
 from ..errors import DataError
-from ..faults import fault_for, score_step
+from ..faults import fault_for, kill_point, score_step
 from ..progress import Reporter, progress_callbacks
 from ..runtime import error_line, is_out_of_memory, write_json
-from ..store import TrialRecord
+from ..store import RunFolder, TrialRecord
 from ..tensorboard_log import TrialLogger, tensorboard_callback, write_status
 from .algorithms import make_oracle, oracle_seed
 from .callbacks import (
@@ -48,7 +48,7 @@ from .callbacks import (
 from .checkpoints import CHECKPOINT_NAME, load_variables
 from .hypermodel import ResNetHyperModel
 from .kt_internals import TunerCallback
-from .oracle import last_line
+from .oracle import FINISHED, last_line
 
 
 class BadImageStop(DataError, kt.errors.FatalError):
@@ -78,6 +78,7 @@ class ResNetTuner(kt.Hyperband):
             hyperband_iterations=iterations, seed=oracle_seed(seed), check=hypermodel.sampler.check,
         )
         self.results_dir = pathlib.Path(results_dir)
+        self.folder = RunFolder(self.results_dir)
         self.logdir = self.results_dir / "tensorboard"
         self.seed = seed
         self.on_trial_done = on_trial_done
@@ -278,10 +279,33 @@ class ResNetTuner(kt.Hyperband):
         return results
 
     def on_trial_end(self, trial):
+        # The record first: a kill between the oracle's saving the trial as ended (after which a
+        # resumed search never runs it again) and the record's save must not lose the record.
+        self.folder.save_ending(self.records.setdefault(trial.trial_id, TrialRecord(trial.trial_id)))
         try:
             super().on_trial_end(trial)  # the oracle records the trial (and may declare systematic failure)
+            kill_point(f"ended@{trial.trial_id}")
         finally:
             self._after_trial(trial)
+
+    def recover_ended(self) -> list[str]:
+        """Records of trials killed between the oracle's saving their end and their record's save
+        (`on_trial_end`): completed from the oracle's view of the trial and saved. Copies of trials
+        the oracle has not seen end are dropped (those trials run again or resume). Needs the
+        oracle itself (standalone or chief). Returns the ids of the records saved."""
+        saved = []
+        for trial_id, record in self.folder.ending_records().items():
+            trial = self.oracle.trials.get(trial_id)
+            if trial is None or trial.status not in FINISHED:
+                self.folder.drop_ending(trial_id)
+                continue
+            record.status, record.val_accuracy, record.best_step = trial.status, trial.score, trial.best_step
+            if trial.message and trial.status != "COMPLETED":
+                record.error = last_line(trial.message)
+            clear_resume(pathlib.Path(self.get_trial_dir(trial_id)))
+            self.folder.save_record(record)
+            saved.append(trial_id)
+        return saved
 
     def _after_trial(self, trial):
         record = self.records.setdefault(trial.trial_id, TrialRecord(trial.trial_id))
