@@ -281,7 +281,9 @@ class ResNetTuner(kt.Hyperband):
     def on_trial_end(self, trial):
         # The record first: a kill between the oracle's saving the trial as ended (after which a
         # resumed search never runs it again) and the record's save must not lose the record.
-        self.folder.save_ending(self.records.setdefault(trial.trial_id, TrialRecord(trial.trial_id)))
+        record = self.records.setdefault(trial.trial_id, TrialRecord(trial.trial_id))
+        record.seconds = round(time.time() - (record.started or time.time()), 3)
+        self.folder.save_ending(record)
         try:
             super().on_trial_end(trial)  # the oracle records the trial (and may declare systematic failure)
             kill_point(f"ended@{trial.trial_id}")
@@ -293,10 +295,12 @@ class ResNetTuner(kt.Hyperband):
         (`on_trial_end`): completed from the oracle's view of the trial and saved. Copies of trials
         the oracle has not seen end are dropped (those trials run again or resume). Needs the
         oracle itself (standalone or chief). Returns the ids of the records saved."""
-        saved = []
-        for trial_id, record in self.folder.ending_records().items():
+        saved, ending = [], self.folder.ending_records()
+        records = self.folder.records() if ending else {}
+        for trial_id, record in ending.items():
             trial = self.oracle.trials.get(trial_id)
-            if trial is None or trial.status not in FINISHED:
+            saved_already = trial_id in records and records[trial_id].status in FINISHED  # killed as it was dropped
+            if trial is None or trial.status not in FINISHED or saved_already:
                 self.folder.drop_ending(trial_id)
                 continue
             record.status, record.val_accuracy, record.best_step = trial.status, trial.score, trial.best_step
