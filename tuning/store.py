@@ -210,7 +210,7 @@ class RunFolder:
             data = _read_json(path)
             if isinstance(data, dict) and "trial_id" in data:
                 out[data["trial_id"]] = TrialRecord.from_dict(data)
-            else:  # cut short by a kill: the trial had not ended yet
+            else:  # unreadable (written atomically, so damaged afterwards): no evidence of anything
                 path.unlink(missing_ok=True)
         return out
 
