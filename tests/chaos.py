@@ -53,9 +53,9 @@ learning_rate = 0.003
 """
 
 
-def command(space: pathlib.Path, results: pathlib.Path, seed: int) -> list[str]:
+def command(space: pathlib.Path, results: pathlib.Path, seed: int, algorithm: str = "hyperband") -> list[str]:
     return [sys.executable, "-m", "tuning.search", "--space", str(space), "--results-dir", str(results),
-            "--seed", str(seed), "--recycle-mb", "1"]
+            "--seed", str(seed), "--recycle-mb", "1", "--algorithm", algorithm]
 
 
 def start(cmd: list[str]) -> subprocess.Popen:
@@ -94,10 +94,11 @@ def trials(run_dir: pathlib.Path) -> dict[str, dict]:
     return out
 
 
-def uninterrupted(space: pathlib.Path, results: pathlib.Path, seed: int) -> tuple[pathlib.Path, float]:
+def uninterrupted(space: pathlib.Path, results: pathlib.Path, seed: int,
+                  algorithm: str = "hyperband") -> tuple[pathlib.Path, float]:
     """The run folder of the search run once without a kill, and its wall time."""
     t0 = time.monotonic()
-    proc = start(command(space, results, seed))
+    proc = start(command(space, results, seed, algorithm))
     out, err = proc.communicate(timeout=900)
     assert proc.returncode == 0, err[-3000:]
     return _run_dir(results), time.monotonic() - t0
@@ -109,13 +110,14 @@ def _run_dir(results: pathlib.Path) -> pathlib.Path:
 
 
 def chaotic(space: pathlib.Path, results: pathlib.Path, seed: int, rng: random.Random, kills: int = 4,
-            log=print, wall: float = 60.0, total: int = 6) -> tuple[pathlib.Path, list[str]]:
+            log=print, wall: float = 60.0, total: int = 6,
+            algorithm: str = "hyperband") -> tuple[pathlib.Path, list[str]]:
     """Kill -9 the main process or one of its descendants `kills` times at random moments,
     re-running the same command at once each time; then let it finish. Each kill comes within
     0.9 x the time an uninterrupted run (`wall` s, `total` trials) needs for the trials still to
     run, so that it lands before the search is done (a run also starts up and ends: seconds).
     Returns the run folder and what happened."""
-    cmd = command(space, results, seed)
+    cmd = command(space, results, seed, algorithm)
     events = []
     for attempt in range(kills + 20):
         t0 = time.monotonic()
@@ -169,6 +171,7 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0, help="seeds the kill moments and victims")
     p.add_argument("--kills", type=int, default=4, help="kills per run")
     p.add_argument("--dir", default=None, help="working folder (default: a new temporary one)")
+    p.add_argument("--algorithm", default="hyperband", help="the search's --algorithm (default: hyperband)")
     args = p.parse_args(argv)
     import tempfile
 
@@ -176,7 +179,7 @@ def main(argv=None) -> int:
     space = work / "chaos.toml"
     space.parent.mkdir(parents=True, exist_ok=True)
     space.write_text(SPACE)
-    reference, wall = uninterrupted(space, work / "reference", 0)
+    reference, wall = uninterrupted(space, work / "reference", 0, args.algorithm)
     print(f"uninterrupted: {wall:.1f} s, {len(trials(reference))} trials")
     rng = random.Random(args.seed)
     failed = 0
@@ -184,7 +187,7 @@ def main(argv=None) -> int:
         print(f"run {i + 1}/{args.runs}:")
         try:
             run_dir, _ = chaotic(space, work / f"run{i}", 0, rng, args.kills, wall=wall,
-                                 total=len(trials(reference)))
+                                 total=len(trials(reference)), algorithm=args.algorithm)
             check_same(run_dir, reference)
             print("  same trials, same best, export works")
         except AssertionError as e:
