@@ -58,7 +58,7 @@ class World:
         self.room = True
         self.spawned: list[FakeTrialProcess] = []
 
-    def spawn(self, standby: bool) -> FakeTrialProcess:
+    def spawn(self, standby: bool, continuing: bool = False) -> FakeTrialProcess:
         p = FakeTrialProcess(self, standby)
         self.spawned.append(p)
         return p

@@ -64,15 +64,13 @@ def _worker_seat(folder: RunFolder, config: SearchConfig, i: int, env: dict, out
     already), then waits for `Seat.go` (before loading the data, which the chief may still be
     indexing). It hands over through standbys if `standbys`."""
     name = f"worker{i}"
-    first = [True]
 
-    def spawn(standby: str | None) -> TrialProcess:
-        continuing, first[0] = not first[0], False
+    def spawn(standby: str | None, continuing: bool) -> TrialProcess:
         return TrialProcess(folder.path, "worker", _prefixed(name, out), lock_fd, standby=standby, env=env, name=name,
                             handover=bool(config.recycle_mb), continuing=continuing, forkserver=forkserver)
 
-    return Seat(lambda standby: spawn("loaded" if standby else None), config.recycle_mb, first=spawn("imported"),
-                standbys=standbys)
+    return Seat(lambda standby, continuing: spawn("loaded" if standby else None, continuing), config.recycle_mb,
+                first=spawn("imported", False), standbys=standbys)
 
 
 def launch_from_cli(config: SearchConfig, workers: int, out: Callable[[str], None] = print,

@@ -35,12 +35,12 @@ def oracle_address() -> tuple[str, int]:
     return ip, int(port)
 
 
-def wait_for_chief(log: Callable[[str], None], every: float = 0.5) -> None:
-    """A worker started by hand: wait until the chief's oracle listens (`oracle_address`) before
-    touching the run folder. The chief checks the folder and writes its run.json before it
-    listens, and it would refuse a folder that a worker started first had already made. Raises
-    `UsageError` for an address that does not resolve."""
-    ip, port = oracle_address()
+def wait_for_chief(address: tuple[str, int], log: Callable[[str], None], every: float = 0.5) -> None:
+    """A worker started by hand: wait until the chief's oracle listens at `address`
+    (`oracle_address`) before touching the run folder. The chief checks the folder and writes
+    its run.json before it listens, and it would refuse a folder that a worker started first had
+    already made. Raises `UsageError` for an address that does not resolve."""
+    ip, port = address
     try:
         if listening(ip, port):
             return

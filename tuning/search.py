@@ -85,9 +85,9 @@ def _run(config: SearchConfig, space, folder: RunFolder, role: str, log, t_start
     if role != "standalone":  # started by hand with keras-tuner's variables
         from .network import oracle_address, wait_for_chief
 
-        oracle_address()  # complete, or said in one line now
+        address = oracle_address()  # complete, or said in one line now
     if role == "worker":  # the chief owns the folder: touch it only once the chief is up
-        wait_for_chief(log)
+        wait_for_chief(address, log)
         if config.recycle_mb:
             from .supervisor import supervise_worker
 

@@ -106,20 +106,21 @@ class Seat:
     half of `recycle_mb`, its standby.
 
     Args:
-        spawn: ``spawn(standby)`` starts a process (`TrialProcess`) that goes on with the search,
-            as a standby (waiting for "go" once the data is loaded) if `standby`.
+        spawn: ``spawn(standby, continuing)`` starts a process (`TrialProcess`) that goes on with
+            the search, as a standby (waiting for "go" once the data is loaded) if `standby`;
+            `continuing`: it takes over from an earlier process of the seat (every one but the first).
         recycle_mb: the config's ``recycle_mb``.
         first: the first process, if it was started already as a standby (to be told `go`
-            later); by default ``spawn(False)``.
+            later); by default ``spawn(False, False)``.
         standbys: whether to start standbys at all. A standby's start-up (importing TensorFlow,
             loading the data: seconds of CPU) is only free where a core is spare: where every
             core is already training, it slows the running trials by as much as it saves.
     """
 
-    def __init__(self, spawn: Callable[[bool], TrialProcess], recycle_mb: int, first: TrialProcess | None = None,
-                 standbys: bool = True):
+    def __init__(self, spawn: Callable[[bool, bool], TrialProcess], recycle_mb: int,
+                 first: TrialProcess | None = None, standbys: bool = True):
         self.spawn, self.recycle_mb, self.standbys = spawn, recycle_mb, standbys or standby_always()
-        self.current = first or spawn(False)
+        self.current = first or spawn(False, False)
         self.waiting = first is not None  # the current process still waits for go
         self.standby: TrialProcess | None = None
         self.children = [self.current]
@@ -138,7 +139,7 @@ class Seat:
             return
         grown = current.grown() > STANDBY_AT * self.recycle_mb or (standby_always() and current.baseline)
         if self.standby is None and grown and current.room_for_standby():
-            self.standby = self.spawn(True)
+            self.standby = self.spawn(True, True)
             self.children.append(self.standby)
 
     def hand_over(self) -> TrialProcess:
@@ -150,7 +151,7 @@ class Seat:
         return self.current
 
     def _replace(self) -> None:
-        self.current, self.standby = self.spawn(False), None
+        self.current, self.standby = self.spawn(False, True), None
         self.children.append(self.current)
 
     def poll(self) -> int | None:
@@ -199,15 +200,12 @@ def supervise(folder: RunFolder, lock_fd: int, config: SearchConfig, log, resumi
     Raises what ended a trial process (`tuning.errors.raise_outcome`).
     """
     show_error = _show_error(config)
-    first = [True]
     forkserver = start_for(config, child_env(), str(folder.path))
 
-    def spawn(standby: bool) -> TrialProcess:
-        continuing, started = not first[0], t_start if first[0] else None
-        first[0] = False
+    def spawn(standby: bool, continuing: bool) -> TrialProcess:
         return TrialProcess(folder.path, "standalone", log, lock_fd, standby="loaded" if standby else None,
                             show_error=show_error, outcome=True, handover=True, resuming=resuming,
-                            continuing=continuing, started=started, forkserver=forkserver)
+                            continuing=continuing, started=None if continuing else t_start, forkserver=forkserver)
 
     _run_seat(spawn, config, folder, forkserver)
     return result_from_disk(folder)
@@ -230,10 +228,8 @@ def supervise_worker(folder: RunFolder, config: SearchConfig, space, log) -> Non
                              "space_text": space.text})
     try:
         forkserver = start_for(config, child_env(), str(folder.path))
-        first = [True]
 
-        def spawn(standby: bool) -> TrialProcess:
-            continuing, first[0] = not first[0], False
+        def spawn(standby: bool, continuing: bool) -> TrialProcess:
             return TrialProcess(folder.path, "worker", log, None, standby="loaded" if standby else None,
                                 show_error=_show_error(config), outcome=True, handover=True, continuing=continuing,
                                 config=config_file, forkserver=forkserver)
@@ -249,7 +245,7 @@ def _show_error(config: SearchConfig) -> Callable[[str], None]:
     return (lambda line: print(line, file=sys.stderr, flush=True)) if config.verbose else (lambda line: None)
 
 
-def _run_seat(spawn: Callable[[bool], TrialProcess], config: SearchConfig, folder: RunFolder, forkserver,
+def _run_seat(spawn: Callable[[bool, bool], TrialProcess], config: SearchConfig, folder: RunFolder, forkserver,
               restarts: int = 0, log: Callable[[str], None] | None = None) -> None:
     """Trial processes from `spawn`, one after another (a `Seat`), until one ends the search's
     part with exit status 0; raises what ended one otherwise (`tuning.errors.raise_outcome`).

@@ -44,7 +44,8 @@ def result_from_disk(folder: RunFolder) -> SearchResult:
 def finish_run(ctx, tuner, replicas: int) -> SearchResult:
     """best.json, summary.json, the leaderboard and the report of a search whose trials are done."""
     folder, log = ctx.folder, ctx.log
-    tuner.recover_ended()  # a worker killed as its trial ended
+    if ctx.role == "chief":  # a worker killed as its trial ended (a standalone session recovered at its start)
+        tuner.recover_ended()
     records = folder.records()
     best_trials = tuner.oracle.get_best_trials(1)
     if not best_trials or best_trials[0].status != "COMPLETED" or best_trials[0].score is None:

@@ -303,26 +303,27 @@ class ResNetTuner(kt.Hyperband):
             if trial is None or trial.status not in FINISHED or saved_already:
                 self.folder.drop_ending(trial_id)
                 continue
-            record.status, record.val_accuracy, record.best_step = trial.status, trial.score, trial.best_step
-            if trial.message and trial.status != "COMPLETED":
-                record.error = last_line(trial.message)
-            clear_resume(pathlib.Path(self.get_trial_dir(trial_id)))
+            self._close_record(record, trial, trial)
             self.folder.save_record(record)
             saved.append(trial_id)
         return saved
 
-    def _after_trial(self, trial):
-        record = self.records.setdefault(trial.trial_id, TrialRecord(trial.trial_id))
-        record.seconds = round(time.time() - (record.started or time.time()), 3)
-        ended = self.oracle.get_trial(trial.trial_id)  # the oracle's view: a worker's own copy has no score
+    def _close_record(self, record: TrialRecord, ended, trial) -> None:
+        """An ended trial's record: status, score and best step from the oracle's copy `ended`; its
+        resume files removed and its error kept (and shown in TensorBoard) as `trial` says."""
         record.status, record.val_accuracy, record.best_step = ended.status, ended.score, ended.best_step
-        trial_dir = pathlib.Path(self.get_trial_dir(trial.trial_id))
-        if trial.status in ("COMPLETED", "FAILED", "INVALID"):
-            clear_resume(trial_dir)
+        if trial.status in FINISHED:
+            clear_resume(pathlib.Path(self.get_trial_dir(trial.trial_id)))
         if trial.message and trial.status != "COMPLETED":
             record.error = last_line(trial.message)
             if record.run:
                 write_status(self.logdir / record.run, f"trial {trial.trial_id} {trial.status}: {record.error}")
+
+    def _after_trial(self, trial):
+        record = self.records.setdefault(trial.trial_id, TrialRecord(trial.trial_id))
+        record.seconds = round(time.time() - (record.started or time.time()), 3)
+        # The oracle's view for the result: a worker's own copy has no score.
+        self._close_record(record, self.oracle.get_trial(trial.trial_id), trial)
         if self.on_trial_done:
             self.on_trial_done(self, trial, record)
 
