@@ -289,6 +289,14 @@ def test_a_worker_started_by_hand_before_its_chief_waits_for_it_hands_over_and_o
     assert sorted(ids) == sorted(set(ids)) and len(ids) == summary["trials"] == summary["completed_trials"] >= 3
     assert {r["status"] for r in records} == {"COMPLETED"}
     assert next(r for r in records if r["trial_id"] == "0001")["resumed_from_epoch"] == 1
+    # A worker started once the search has finished and its chief has gone does not wait for it
+    # for ever: it says so, touches nothing and ends.
+    before = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*")}
+    late = start("tuner1")
+    late_out, _ = late.communicate(timeout=120)
+    assert late.returncode == 0, late_out[-3000:]
+    assert f"the search in {run_dir} has finished" in late_out and "waiting for the chief" not in late_out
+    assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*")} == before
 
 
 @pytest.mark.parametrize("env, says", [

@@ -35,18 +35,26 @@ def oracle_address() -> tuple[str, int]:
     return ip, int(port)
 
 
-def wait_for_chief(address: tuple[str, int], log: Callable[[str], None], every: float = 0.5) -> None:
+def wait_for_chief(address: tuple[str, int], log: Callable[[str], None], finished: Callable[[], bool] = lambda: False,
+                   every: float = 0.5) -> bool:
     """A worker started by hand: wait until the chief's oracle listens at `address`
     (`oracle_address`) before touching the run folder. The chief checks the folder and writes
     its run.json before it listens, and it would refuse a folder that a worker started first had
-    already made. Raises `UsageError` for an address that does not resolve."""
+    already made. Returns True once the chief listens; False, without waiting, where no chief
+    listens and the search has `finished` (a chief started again would only finish it again).
+    Raises `UsageError` for an address that does not resolve."""
     ip, port = address
     try:
         if listening(ip, port):
-            return
+            return True
+        if finished():
+            return False
         log(f"worker waiting for the chief at {ip}:{port} (started with KERASTUNER_TUNER_ID=chief)")
         while not listening(ip, port):
+            if finished():
+                return False
             time.sleep(every)
+        return True
     except socket.gaierror as e:
         raise UsageError(f"KERASTUNER_ORACLE_IP={ip!r} does not resolve ({e.strerror}): set it to the chief's "
                          "address") from None

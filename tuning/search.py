@@ -87,7 +87,10 @@ def _run(config: SearchConfig, space, folder: RunFolder, role: str, log, t_start
 
         address = oracle_address()  # complete, or said in one line now
     if role == "worker":  # the chief owns the folder: touch it only once the chief is up
-        wait_for_chief(address, log)
+        if not wait_for_chief(address, log, finished=lambda: not config.overwrite and folder.summary_json.exists()):
+            log(f"the search in {folder.path} has finished (its summary.json is written) and no chief is "
+                f"running: this worker has nothing to do. Its results: {folder.path / 'leaderboard.md'}")
+            return None
         if config.recycle_mb:
             from .supervisor import supervise_worker
 
