@@ -231,8 +231,13 @@ def test_the_surrogate_benchmark_replays_every_algorithm_on_the_same_budget(tmp_
             assert 136 <= r["epochs"] < 136 + 12  # Hyperband's budget for the small space, overrun by one trial
         else:
             assert r["epochs"] == 136 and r["trials"] == 30
+        if r["algorithm"] == "bohb" and r["model_draws"]:  # when its first trial drawn from the model started
+            assert 0 < r["model_from"] < r["wall"]
+        else:
+            assert r["model_from"] is None and r["model_draws"] == 0
         if r["workers"] == 1:  # one worker never waits
             assert r["busy_share"] == pytest.approx(1.0)
+    assert any(r["model_from"] for r in runs)
     one, three = result["summary"]["1"], result["summary"]["3"]
     assert one["hyperband"]["ratio_of_medians"] == 1.0 and one["hyperband"]["reached"] == 1.0
     assert three["asha"]["busy_share"] > 0.9
@@ -245,3 +250,37 @@ def test_the_surrogate_benchmark_replays_every_algorithm_on_the_same_budget(tmp_
     assert written["runs"][0]["anytime"] == [list(p) for p in runs[0]["anytime"]]
     plot(result, tmp_path / "algorithms.png")
     assert (tmp_path / "algorithms.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_perfect_model_bound_is_bohb_drawing_what_the_surrogate_predicts_best():
+    """`bench algorithms --perfect-model`: BOHB whose model is the surrogate. Where it draws from
+    its model, it takes the best predicted of its candidates; its random draws stay BOHB's own."""
+    from tuning.bench_algorithms import _STATE, CURVES, _setup
+    from tuning.simulate import PERFECT
+
+    _setup(str(CURVES), "small", 0)
+    surrogate, space_sampler = _STATE["surrogate"], _STATE["sampler"]
+
+    def predicted(values):  # the surrogate's accuracy after the trial's epochs
+        return float(surrogate.predict(values)[0][int(values["tuner/epochs"]) - 1])
+
+    def new_configurations(algorithm):
+        oracle = offline_oracle(algorithm, space_sampler, seed=4, max_epochs=12, factor=3, iterations=2,
+                                surrogate=surrogate)
+        created = drive(oracle, predicted, 1, random.Random(0))
+        firsts = [t for t in created if t.hyperparameters.values["tuner/round"] == 0]
+        model = [t.hyperparameters.values for t in firsts if t.trial_id in oracle.model_trials]
+        rand = [t.hyperparameters.values for t in firsts if t.trial_id not in oracle.model_trials]
+        return model, rand
+
+    model, rand = new_configurations(PERFECT)
+    bohb_model, bohb_rand = new_configurations("bohb")
+    assert len(model) >= 10 and len(bohb_model) >= 10
+    assert rand[:len(rand) // 2] == bohb_rand[:len(rand) // 2]  # the same random draws, in the same order
+
+    def best(values):
+        return float(surrogate.predict(values)[0].max())
+
+    random_median = sorted(map(best, rand))[len(rand) // 2]
+    assert min(map(best, model)) > random_median
+    assert sum(map(best, model)) / len(model) > sum(map(best, bohb_model)) / len(bohb_model)

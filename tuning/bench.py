@@ -419,19 +419,24 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--curves", default=None, help="recorded curves (default: docs/figures/curves-small-digits.jsonl)")
     a.add_argument("--jobs", type=int, default=1, help="processes (default: 1)")
     a.add_argument("--plot", help="write the anytime plot (PNG) here")
+    a.add_argument("--perfect-model", action="store_true",
+                   help="also replay BOHB whose model is the surrogate itself (the best of 64 random candidates, "
+                        "as the surrogate predicts them): a bound on what any model could gain within BOHB's brackets")
     for sp in (m, d, o, t, e, a):
         sp.add_argument("--out", help="write the figures as JSON here")
     return p
 
 
 def _algorithms(args) -> int:
-    from .bench_algorithms import CURVES, plot, run_benchmark, strict_json, table
+    from .bench_algorithms import ALGORITHMS, CURVES, plot, run_benchmark, strict_json, table
+    from .simulate import PERFECT
 
     if args.seeds < 1 or args.jobs < 1 or min(args.workers) < 1:
         print("error: --seeds, --jobs and --workers must be at least 1", file=sys.stderr)
         return 2
     result = run_benchmark(seeds=args.seeds, workers=args.workers, space=args.space, curves=args.curves or CURVES,
-                           iterations=args.iterations, jobs=args.jobs)
+                           iterations=args.iterations, jobs=args.jobs,
+                           algorithms=(*ALGORITHMS, PERFECT) if args.perfect_model else ALGORITHMS)
     print(table(result))
     err = result["surrogate"]
     print(f"surrogate, {err['folds']}-fold cross-validated over {err['configurations']} recorded configurations: "
@@ -441,6 +446,8 @@ def _algorithms(args) -> int:
         if "bohb" in per:
             print(f"{w} worker(s): BOHB needs {per['bohb']['ratio_of_medians']:.2f}x Hyperband's median time to reach "
                   "Hyperband's final best (goal: at most 0.50)")
+        if PERFECT in per:
+            print(f"{w} worker(s): BOHB with a perfect model would need {per[PERFECT]['ratio_of_medians']:.2f}x")
         if "asha" in per:
             print(f"{w} worker(s): workers busy {100 * per['asha']['busy_share']:.1f}% of the time under ASHA, "
                   f"{100 * per.get('hyperband', {}).get('busy_share', math.nan):.1f}% under Hyperband")

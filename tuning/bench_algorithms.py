@@ -23,6 +23,9 @@ from typing import Any
 import numpy as np
 
 from .engine.algorithms import ALGORITHMS, NAMES
+from .simulate import PERFECT
+
+LABELS = {**NAMES, PERFECT: "BOHB, perfect model"}
 
 TARGETS = (0.98, 0.985, 0.99)  # fixed accuracies whose median time to reach is reported too
 CURVES = pathlib.Path(__file__).resolve().parents[1] / "docs" / "figures" / "curves-small-digits.jsonl"
@@ -116,9 +119,16 @@ def summarize(runs: Sequence[dict[str, Any]], targets: Sequence[float] = TARGETS
             "trials": float(np.median([r["trials"] for r in mine])),
             "epochs": float(np.median([r["epochs"] for r in mine])),
             "model_draws": float(np.median([r["model_draws"] for r in mine])),
+            "model_from": _median_or_none([r.get("model_from") for r in mine]),
             "time_to": {str(t): float(np.median([time_to_reach(r["anytime"], t) for r in mine])) for t in targets},
         }
     return out
+
+
+def _median_or_none(values: Sequence[float | None]) -> float | None:
+    """The median of the values that are not None (None if all are)."""
+    known = [v for v in values if v is not None]
+    return float(np.median(known)) if known else None
 
 
 def strict_json(obj: Any) -> Any:
@@ -146,7 +156,7 @@ def table(result: dict[str, Any]) -> str:
     for w, per in result["summary"].items():
         for name, s in per.items():
             ratio = "-" if math.isinf(s["ratio_of_medians"]) else f"{s['ratio_of_medians']:.2f}"
-            rows.append(f"| {w} | {NAMES[name]} | {s['final_best']:.4f} | {secs(s['time_to_hyperband_best'])} | "
+            rows.append(f"| {w} | {LABELS[name]} | {s['final_best']:.4f} | {secs(s['time_to_hyperband_best'])} | "
                         f"{ratio} | {100 * s['reached']:.0f}% | {100 * s['better_final']:.0f}% | "
                         f"{100 * s['busy_share']:.1f}% | {s['wall']:.0f} s | {s['trials']:.0f} | {s['epochs']:.0f} | "
                         + " | ".join(secs(s["time_to"][t]) for t in targets) + " |")
@@ -168,7 +178,7 @@ def plot(result: dict[str, Any], path: pathlib.Path) -> None:
         for r in runs:
             curves.setdefault(r["algorithm"], []).append([(t, v) for t, v in r["anytime"]])
         for name, (med, lo, hi) in algorithm_bands(curves, times).items():
-            line, = ax.plot(times / 60, med, label=f"{NAMES[name]} (median of {len(curves[name])})")
+            line, = ax.plot(times / 60, med, label=f"{LABELS[name]} (median of {len(curves[name])})")
             ax.fill_between(times / 60, lo, hi, color=line.get_color(), alpha=0.2)
         finals = [r["best"] for r in runs]
         ax.set_ylim(np.percentile(finals, 5) - 0.02, max(finals) + 0.003)

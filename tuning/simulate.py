@@ -141,17 +141,43 @@ def surrogate_error(curves: Sequence[Mapping[str, Any]], space: Sequence, folds:
             "seconds_per_epoch_mae": float(np.mean(seconds_errors)), "configurations": len(curves), "folds": folds}
 
 
+PERFECT = "bohb-perfect"  # not a search algorithm: BOHB with the surrogate as its model (`perfect_model_bohb`)
+CANDIDATES = 64           # configurations the perfect model chooses from (the BOHB paper's num_samples)
+
+
+def perfect_model_bohb(surrogate: Surrogate, **kwargs):
+    """A bound, for the benchmark only: BOHB whose model knows the surrogate. Where BOHB would
+    draw from its TPE model, this draws `CANDIDATES` random valid configurations and takes the
+    one the surrogate predicts best (what no model fitted on a few results can beat, given that
+    many candidates). Brackets, budgets, the random fraction and the model's start (`min_points`
+    results on one budget) are BOHB's."""
+    from .engine.algorithms import BOHBOracle
+    from .engine.oracle import ResNetOracle
+
+    class PerfectModelBOHB(BOHBOracle):
+        def _model_values(self, observations, seed):
+            kept = self._seed_state, self.rejected  # candidates leave the random draws as they were
+            self._seed_state = seed
+            candidates = [ResNetOracle._random_values(self) for _ in range(CANDIDATES)]
+            self._seed_state, self.rejected = kept
+            candidates = [c for c in candidates if c is not None and not self._duplicate(c)]
+            return max(candidates, key=lambda c: surrogate.predict(c)[0].max(), default=None)
+
+    return PerfectModelBOHB(**kwargs)
+
+
 def offline_oracle(algorithm: str, sampler, *, seed: int, max_epochs: int, factor: int, iterations: int,
-                   directory: str | None = None):
-    """The search's oracle of `algorithm`, seeded as a search seeds it, with the sampler's space
-    declared. Without `directory` it writes no files (nothing to resume in a simulation)."""
+                   directory: str | None = None, surrogate: Surrogate | None = None):
+    """The search's oracle of `algorithm` (or `PERFECT`, which needs the `surrogate`), seeded as a
+    search seeds it, with the sampler's space declared. Without `directory` it writes no files
+    (nothing to resume in a simulation)."""
     import keras_tuner as kt
 
     from .engine.algorithms import make_oracle, oracle_seed
 
-    oracle = make_oracle(algorithm, objective=kt.Objective("val_accuracy", "max"), max_epochs=max_epochs,
-                         factor=factor, hyperband_iterations=iterations, seed=oracle_seed(seed),
-                         check=sampler.check)
+    kwargs = dict(objective=kt.Objective("val_accuracy", "max"), max_epochs=max_epochs, factor=factor,
+                  hyperband_iterations=iterations, seed=oracle_seed(seed), check=sampler.check)
+    oracle = perfect_model_bohb(surrogate, **kwargs) if algorithm == PERFECT else make_oracle(algorithm, **kwargs)
     oracle._display.verbose = 0
     if directory is None:
         oracle._get_trial_dir = lambda trial_id: tempfile.gettempdir()  # checkpoints to delete: none exist
@@ -174,11 +200,13 @@ def simulate(algorithm: str, surrogate: Surrogate, sampler, *, seed: int, worker
 
     Returns:
         ``{"anytime": [[seconds, best], ...], "best": final best, "wall": seconds, "busy_share": x,
-        "trials": n, "epochs": epochs trained, "model_draws": BOHB's draws from its model}``.
+        "trials": n, "epochs": epochs trained, "model_draws": BOHB's draws from its model,
+        "model_from": the simulated second its first trial drawn from the model started (None: none
+        was)}``.
     """
     oracle = offline_oracle(algorithm, sampler, seed=seed, max_epochs=max_epochs, factor=factor,
-                            iterations=iterations)
-    clock, busy, events, epochs, best, anytime = 0.0, 0.0, [], 0, None, []
+                            iterations=iterations, surrogate=surrogate)
+    clock, busy, events, epochs, best, anytime, model_from = 0.0, 0.0, [], 0, None, [], None
     free = [f"tuner{i}" for i in range(workers)]
     while True:
         waiting = []
@@ -188,6 +216,8 @@ def simulate(algorithm: str, surrogate: Surrogate, sampler, *, seed: int, worker
                 waiting.append(worker)
             if trial.status != "RUNNING":
                 continue
+            if model_from is None and getattr(oracle, "model_draws", 0):
+                model_from = clock
             values = trial.hyperparameters.values
             start, stop = int(values.get("tuner/initial_epoch", 0)), int(values["tuner/epochs"])
             curve, per_epoch, extra = surrogate.predict(values)
@@ -208,7 +238,8 @@ def simulate(algorithm: str, surrogate: Surrogate, sampler, *, seed: int, worker
             best = float(trial.score)
         anytime.append([round(clock, 3), best])
     return {"anytime": anytime, "best": best, "wall": clock, "busy_share": busy / (workers * clock) if clock else 0.0,
-            "trials": len(oracle.trials), "epochs": epochs, "model_draws": getattr(oracle, "model_draws", 0)}
+            "trials": len(oracle.trials), "epochs": epochs, "model_draws": getattr(oracle, "model_draws", 0),
+            "model_from": model_from}
 
 
 def time_to_reach(anytime: Sequence[Sequence[float]], target: float) -> float:
