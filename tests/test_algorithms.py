@@ -238,6 +238,9 @@ def test_the_surrogate_benchmark_replays_every_algorithm_on_the_same_budget(tmp_
         if r["workers"] == 1:  # one worker never waits
             assert r["busy_share"] == pytest.approx(1.0)
     assert any(r["model_from"] for r in runs)
+    for r in runs:  # the surrogate's view of how well the new configurations were chosen
+        assert 0.5 < r["random_potential"] < 1
+        assert (r["model_potential"] is None) == (r["model_draws"] == 0)
     one, three = result["summary"]["1"], result["summary"]["3"]
     assert one["hyperband"]["ratio_of_medians"] == 1.0 and one["hyperband"]["reached"] == 1.0
     assert three["asha"]["busy_share"] > 0.9
@@ -256,7 +259,7 @@ def test_the_perfect_model_bound_is_bohb_drawing_what_the_surrogate_predicts_bes
     """`bench algorithms --perfect-model`: BOHB whose model is the surrogate. Where it draws from
     its model, it takes the best predicted of its candidates; its random draws stay BOHB's own."""
     from tuning.bench_algorithms import _STATE, CURVES, _setup
-    from tuning.simulate import PERFECT
+    from tuning.simulate import PERFECT, simulate
 
     _setup(str(CURVES), "small", 0)
     surrogate, space_sampler = _STATE["surrogate"], _STATE["sampler"]
@@ -284,3 +287,5 @@ def test_the_perfect_model_bound_is_bohb_drawing_what_the_surrogate_predicts_bes
     random_median = sorted(map(best, rand))[len(rand) // 2]
     assert min(map(best, model)) > random_median
     assert sum(map(best, model)) / len(model) > sum(map(best, bohb_model)) / len(bohb_model)
+    run = simulate(PERFECT, surrogate, space_sampler, seed=4, workers=1, max_epochs=12, factor=3, iterations=2)
+    assert run["model_potential"] > run["random_potential"]

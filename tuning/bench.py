@@ -428,7 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _algorithms(args) -> int:
-    from .bench_algorithms import ALGORITHMS, CURVES, plot, run_benchmark, strict_json, table
+    from .bench_algorithms import ALGORITHMS, CURVES, LABELS, plot, run_benchmark, strict_json, table
     from .simulate import PERFECT
 
     if args.seeds < 1 or args.jobs < 1 or min(args.workers) < 1:
@@ -448,6 +448,12 @@ def _algorithms(args) -> int:
                   "Hyperband's final best (goal: at most 0.50)")
         if PERFECT in per:
             print(f"{w} worker(s): BOHB with a perfect model would need {per[PERFECT]['ratio_of_medians']:.2f}x")
+        for name in ("bohb", PERFECT):
+            if per.get(name, {}).get("model_potential") is not None:
+                print(f"{w} worker(s): {LABELS[name]}: the new configurations' best accuracy at the full budget, as "
+                      f"the surrogate predicts it (medians): {per[name]['model_potential']:.4f} drawn from the model, "
+                      f"{per[name]['random_potential']:.4f} at random; its first model-drawn trial started at "
+                      f"{per[name]['model_from']:.0f} s")
         if "asha" in per:
             print(f"{w} worker(s): workers busy {100 * per['asha']['busy_share']:.1f}% of the time under ASHA, "
                   f"{100 * per.get('hyperband', {}).get('busy_share', math.nan):.1f}% under Hyperband")

@@ -120,6 +120,8 @@ def summarize(runs: Sequence[dict[str, Any]], targets: Sequence[float] = TARGETS
             "epochs": float(np.median([r["epochs"] for r in mine])),
             "model_draws": float(np.median([r["model_draws"] for r in mine])),
             "model_from": _median_or_none([r.get("model_from") for r in mine]),
+            "model_potential": _median_or_none([r.get("model_potential") for r in mine]),
+            "random_potential": _median_or_none([r.get("random_potential") for r in mine]),
             "time_to": {str(t): float(np.median([time_to_reach(r["anytime"], t) for r in mine])) for t in targets},
         }
     return out

@@ -202,11 +202,14 @@ def simulate(algorithm: str, surrogate: Surrogate, sampler, *, seed: int, worker
         ``{"anytime": [[seconds, best], ...], "best": final best, "wall": seconds, "busy_share": x,
         "trials": n, "epochs": epochs trained, "model_draws": BOHB's draws from its model,
         "model_from": the simulated second its first trial drawn from the model started (None: none
-        was)}``.
+        was), "model_potential" / "random_potential": the median over the new configurations drawn
+        from the model / at random of the surrogate's best accuracy for them at the full budget
+        (None: none was drawn so)}``: how well the model chose.
     """
     oracle = offline_oracle(algorithm, sampler, seed=seed, max_epochs=max_epochs, factor=factor,
                             iterations=iterations, surrogate=surrogate)
     clock, busy, events, epochs, best, anytime, model_from = 0.0, 0.0, [], 0, None, [], None
+    potential: dict[str, list[float]] = {"model": [], "random": []}  # new configurations' best at full budget
     free = [f"tuner{i}" for i in range(workers)]
     while True:
         waiting = []
@@ -221,6 +224,9 @@ def simulate(algorithm: str, surrogate: Surrogate, sampler, *, seed: int, worker
             values = trial.hyperparameters.values
             start, stop = int(values.get("tuner/initial_epoch", 0)), int(values["tuner/epochs"])
             curve, per_epoch, extra = surrogate.predict(values)
+            if int(values.get("tuner/round", 0)) == 0:  # a new configuration: from BOHB's model, or at random
+                drawn = "model" if trial.trial_id in getattr(oracle, "model_trials", {}) else "random"
+                potential[drawn].append(float(curve.max()))
             for e in range(start, stop):
                 oracle.update_trial(trial.trial_id, {"val_accuracy": float(curve[e])}, step=e)
             seconds = TRIAL_OVERHEAD + extra + per_epoch * (stop - start)
@@ -239,7 +245,8 @@ def simulate(algorithm: str, surrogate: Surrogate, sampler, *, seed: int, worker
         anytime.append([round(clock, 3), best])
     return {"anytime": anytime, "best": best, "wall": clock, "busy_share": busy / (workers * clock) if clock else 0.0,
             "trials": len(oracle.trials), "epochs": epochs, "model_draws": getattr(oracle, "model_draws", 0),
-            "model_from": model_from}
+            "model_from": model_from,
+            **{f"{k}_potential": float(np.median(v)) if v else None for k, v in potential.items()}}
 
 
 def time_to_reach(anytime: Sequence[Sequence[float]], target: float) -> float:
