@@ -289,3 +289,6 @@ def test_the_perfect_model_bound_is_bohb_drawing_what_the_surrogate_predicts_bes
     assert sum(map(best, model)) / len(model) > sum(map(best, bohb_model)) / len(bohb_model)
     run = simulate(PERFECT, surrogate, space_sampler, seed=4, workers=1, max_epochs=12, factor=3, iterations=2)
     assert run["model_potential"] > run["random_potential"]
+    weaker = simulate(PERFECT, surrogate, space_sampler, seed=4, workers=1, max_epochs=12, factor=3, iterations=2,
+                      candidates=2)  # the best of 2: a weaker model
+    assert run["model_potential"] > weaker["model_potential"] > run["random_potential"]

@@ -385,6 +385,9 @@ def bench_epoch(batch: int, steps: int | None, precisions: Sequence[str] = ("flo
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .config import ALGORITHMS
+    from .simulate import CANDIDATES, PERFECT
+
     p = argparse.ArgumentParser(prog="python -m tuning.bench", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="what", required=True)
     m = sub.add_parser("memory", help="RSS of the search process over many trials")
@@ -419,24 +422,29 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--curves", default=None, help="recorded curves (default: docs/figures/curves-small-digits.jsonl)")
     a.add_argument("--jobs", type=int, default=1, help="processes (default: 1)")
     a.add_argument("--plot", help="write the anytime plot (PNG) here")
-    a.add_argument("--perfect-model", action="store_true",
-                   help="also replay BOHB whose model is the surrogate itself (the best of 64 random candidates, "
-                        "as the surrogate predicts them): a bound on what any model could gain within BOHB's brackets")
+    a.add_argument("--algorithms", nargs="+", choices=[*ALGORITHMS, PERFECT], default=list(ALGORITHMS),
+                   help=f"default: {' '.join(ALGORITHMS)}; {PERFECT}: BOHB whose model is the surrogate itself (the "
+                        "best of --candidates random configurations, as the surrogate predicts them), a bound on what "
+                        "any model could gain within BOHB's brackets; hyperband is always run (the reference)")
+    a.add_argument("--candidates", type=int, default=CANDIDATES,
+                   help=f"configurations {PERFECT}'s model chooses from (default: {CANDIDATES}, the BOHB paper's "
+                        "num_samples; fewer: a weaker model)")
     for sp in (m, d, o, t, e, a):
         sp.add_argument("--out", help="write the figures as JSON here")
     return p
 
 
 def _algorithms(args) -> int:
-    from .bench_algorithms import ALGORITHMS, CURVES, LABELS, plot, run_benchmark, strict_json, table
+    from .bench_algorithms import CURVES, LABELS, plot, run_benchmark, strict_json, table
     from .simulate import PERFECT
 
-    if args.seeds < 1 or args.jobs < 1 or min(args.workers) < 1:
-        print("error: --seeds, --jobs and --workers must be at least 1", file=sys.stderr)
+    if args.seeds < 1 or args.jobs < 1 or min(args.workers) < 1 or args.candidates < 1:
+        print("error: --seeds, --jobs, --workers and --candidates must be at least 1", file=sys.stderr)
         return 2
+    algorithms = list(dict.fromkeys(["hyperband", *args.algorithms]))
     result = run_benchmark(seeds=args.seeds, workers=args.workers, space=args.space, curves=args.curves or CURVES,
-                           iterations=args.iterations, jobs=args.jobs,
-                           algorithms=(*ALGORITHMS, PERFECT) if args.perfect_model else ALGORITHMS)
+                           iterations=args.iterations, jobs=args.jobs, algorithms=algorithms,
+                           candidates=args.candidates)
     print(table(result))
     err = result["surrogate"]
     print(f"surrogate, {err['folds']}-fold cross-validated over {err['configurations']} recorded configurations: "
@@ -447,7 +455,8 @@ def _algorithms(args) -> int:
             print(f"{w} worker(s): BOHB needs {per['bohb']['ratio_of_medians']:.2f}x Hyperband's median time to reach "
                   "Hyperband's final best (goal: at most 0.50)")
         if PERFECT in per:
-            print(f"{w} worker(s): BOHB with a perfect model would need {per[PERFECT]['ratio_of_medians']:.2f}x")
+            print(f"{w} worker(s): BOHB with a perfect model (the best of {args.candidates}) would need "
+                  f"{per[PERFECT]['ratio_of_medians']:.2f}x")
         for name in ("bohb", PERFECT):
             if per.get(name, {}).get("model_potential") is not None:
                 print(f"{w} worker(s): {LABELS[name]}: the new configurations' best accuracy at the full budget, as "

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from .engine.algorithms import ALGORITHMS, NAMES
-from .simulate import PERFECT
+from .simulate import CANDIDATES, PERFECT
 
 LABELS = {**NAMES, PERFECT: "BOHB, perfect model"}
 
@@ -50,26 +50,29 @@ def _setup(curves: str, space_name: str, seed: int) -> None:
     _STATE.update(space=space, sampler=sampler, surrogate=Surrogate(recorded, hp.space, seed=seed))
 
 
-def _one(job: tuple[str, int, int, int, int, int]) -> dict[str, Any]:
+def _one(job: tuple[str, int, int, int, int, int, int]) -> dict[str, Any]:
     from .simulate import simulate
 
-    algorithm, seed, workers, max_epochs, factor, iterations = job
+    algorithm, seed, workers, max_epochs, factor, iterations, candidates = job
     out = simulate(algorithm, _STATE["surrogate"], _STATE["sampler"], seed=seed, workers=workers,
-                   max_epochs=max_epochs, factor=factor, iterations=iterations)
+                   max_epochs=max_epochs, factor=factor, iterations=iterations, candidates=candidates)
     return {"algorithm": algorithm, "seed": seed, "workers": workers, **out}
 
 
 def run_benchmark(*, seeds: int, workers: Sequence[int], space: str = "small", curves: str | pathlib.Path = CURVES,
                   max_epochs: int | None = None, factor: int | None = None, iterations: int = 3, jobs: int = 1,
-                  algorithms: Sequence[str] = ALGORITHMS, check_surrogate: bool = True) -> dict[str, Any]:
+                  algorithms: Sequence[str] = ALGORITHMS, candidates: int = CANDIDATES,
+                  check_surrogate: bool = True) -> dict[str, Any]:
     """Every algorithm for seeds ``0..seeds-1`` and each worker count; returns the runs, the
     summary per worker count (see `summarize`) and, with `check_surrogate`, the surrogate's
-    cross-validated error (`tuning.simulate.surrogate_error`)."""
+    cross-validated error (`tuning.simulate.surrogate_error`). `algorithms` may include
+    `tuning.simulate.PERFECT`, whose model takes the best of `candidates` configurations."""
     from search_spaces import load_space
 
     sp = load_space(space)
     max_epochs, factor = max_epochs or sp.max_epochs, factor or sp.factor
-    jobs_list = [(a, s, w, max_epochs, factor, iterations) for w in workers for s in range(seeds) for a in algorithms]
+    jobs_list = [(a, s, w, max_epochs, factor, iterations, candidates)
+                 for w in workers for s in range(seeds) for a in algorithms]
     args = (str(curves), space, 0)
     if jobs > 1:
         with multiprocessing.get_context("spawn").Pool(jobs, initializer=_setup, initargs=args) as pool:
@@ -90,6 +93,7 @@ def run_benchmark(*, seeds: int, workers: Sequence[int], space: str = "small", c
         surrogate = surrogate_error(read_curves(curves), hp.space)
     return {"space": space, "curves": str(curves), "seeds": seeds, "max_epochs": max_epochs, "factor": factor,
             "iterations": iterations, "surrogate": surrogate, "runs": runs,
+            **({"candidates": candidates} if PERFECT in algorithms else {}),
             "summary": {str(w): summarize([r for r in runs if r["workers"] == w]) for w in workers}}
 
 

@@ -145,9 +145,9 @@ PERFECT = "bohb-perfect"  # not a search algorithm: BOHB with the surrogate as i
 CANDIDATES = 64           # configurations the perfect model chooses from (the BOHB paper's num_samples)
 
 
-def perfect_model_bohb(surrogate: Surrogate, **kwargs):
+def perfect_model_bohb(surrogate: Surrogate, candidates: int = CANDIDATES, **kwargs):
     """A bound, for the benchmark only: BOHB whose model knows the surrogate. Where BOHB would
-    draw from its TPE model, this draws `CANDIDATES` random valid configurations and takes the
+    draw from its TPE model, this draws `candidates` random valid configurations and takes the
     one the surrogate predicts best (what no model fitted on a few results can beat, given that
     many candidates). Brackets, budgets, the random fraction and the model's start (`min_points`
     results on one budget) are BOHB's."""
@@ -158,17 +158,18 @@ def perfect_model_bohb(surrogate: Surrogate, **kwargs):
         def _model_values(self, observations, seed):
             kept = self._seed_state, self.rejected  # candidates leave the random draws as they were
             self._seed_state = seed
-            candidates = [ResNetOracle._random_values(self) for _ in range(CANDIDATES)]
+            drawn = [ResNetOracle._random_values(self) for _ in range(candidates)]
             self._seed_state, self.rejected = kept
-            candidates = [c for c in candidates if c is not None and not self._duplicate(c)]
-            return max(candidates, key=lambda c: surrogate.predict(c)[0].max(), default=None)
+            drawn = [c for c in drawn if c is not None and not self._duplicate(c)]
+            return max(drawn, key=lambda c: surrogate.predict(c)[0].max(), default=None)
 
     return PerfectModelBOHB(**kwargs)
 
 
 def offline_oracle(algorithm: str, sampler, *, seed: int, max_epochs: int, factor: int, iterations: int,
-                   directory: str | None = None, surrogate: Surrogate | None = None):
-    """The search's oracle of `algorithm` (or `PERFECT`, which needs the `surrogate`), seeded as a
+                   directory: str | None = None, surrogate: Surrogate | None = None, candidates: int = CANDIDATES):
+    """The search's oracle of `algorithm` (or `PERFECT`, which needs the `surrogate` and takes the
+    best of `candidates`), seeded as a
     search seeds it, with the sampler's space declared. Without `directory` it writes no files
     (nothing to resume in a simulation)."""
     import keras_tuner as kt
@@ -177,7 +178,8 @@ def offline_oracle(algorithm: str, sampler, *, seed: int, max_epochs: int, facto
 
     kwargs = dict(objective=kt.Objective("val_accuracy", "max"), max_epochs=max_epochs, factor=factor,
                   hyperband_iterations=iterations, seed=oracle_seed(seed), check=sampler.check)
-    oracle = perfect_model_bohb(surrogate, **kwargs) if algorithm == PERFECT else make_oracle(algorithm, **kwargs)
+    oracle = (perfect_model_bohb(surrogate, candidates, **kwargs) if algorithm == PERFECT
+              else make_oracle(algorithm, **kwargs))
     oracle._display.verbose = 0
     if directory is None:
         oracle._get_trial_dir = lambda trial_id: tempfile.gettempdir()  # checkpoints to delete: none exist
@@ -190,13 +192,14 @@ def offline_oracle(algorithm: str, sampler, *, seed: int, max_epochs: int, facto
 
 
 def simulate(algorithm: str, surrogate: Surrogate, sampler, *, seed: int, workers: int, max_epochs: int,
-             factor: int, iterations: int) -> dict[str, Any]:
+             factor: int, iterations: int, candidates: int = CANDIDATES) -> dict[str, Any]:
     """One search of `algorithm` in simulated time (see the module's docstring).
 
     Args:
         sampler: the space's `search_spaces.Sampler` (declares the hyperparameters and checks each
             configuration, as in a search).
         seed: the search's seed.
+        candidates: for `PERFECT`, how many configurations its model chooses from.
 
     Returns:
         ``{"anytime": [[seconds, best], ...], "best": final best, "wall": seconds, "busy_share": x,
@@ -207,7 +210,7 @@ def simulate(algorithm: str, surrogate: Surrogate, sampler, *, seed: int, worker
         (None: none was drawn so)}``: how well the model chose.
     """
     oracle = offline_oracle(algorithm, sampler, seed=seed, max_epochs=max_epochs, factor=factor,
-                            iterations=iterations, surrogate=surrogate)
+                            iterations=iterations, surrogate=surrogate, candidates=candidates)
     clock, busy, events, epochs, best, anytime, model_from = 0.0, 0.0, [], 0, None, [], None
     potential: dict[str, list[float]] = {"model": [], "random": []}  # new configurations' best at full budget
     free = [f"tuner{i}" for i in range(workers)]
