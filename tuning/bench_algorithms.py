@@ -9,7 +9,8 @@ and worker count it measures, against that seed's Hyperband run:
 - its final best; the workers' busy share (time running trials / workers x wall time).
 
 It prints a table, writes every run's figures as JSON (``--out``) and plots the anytime curves,
-median and quartiles per algorithm (``--plot``).
+median and quartiles per algorithm (``--plot``). With ``--algorithms ... bohb-perfect`` it also
+replays BOHB with the surrogate as its model (`tuning.simulate.perfect_model_bohb`).
 """
 
 from __future__ import annotations

@@ -14,6 +14,8 @@ runs, invalid draws redrawn by the same check) with simulated workers and a simu
   seconds for its epochs plus `TRIAL_OVERHEAD`, and reports the surrogate's accuracy after each
   of its epochs (a promoted trial continues its parent's curve). Returns the anytime curve
   ``[(seconds, best so far)]`` and the workers' busy share.
+- `perfect_model_bohb` (``PERFECT``, benchmark only): BOHB whose model is the surrogate itself, a
+  bound on what any model could gain within BOHB's brackets.
 """
 
 from __future__ import annotations
@@ -169,9 +171,8 @@ def perfect_model_bohb(surrogate: Surrogate, candidates: int = CANDIDATES, **kwa
 def offline_oracle(algorithm: str, sampler, *, seed: int, max_epochs: int, factor: int, iterations: int,
                    directory: str | None = None, surrogate: Surrogate | None = None, candidates: int = CANDIDATES):
     """The search's oracle of `algorithm` (or `PERFECT`, which needs the `surrogate` and takes the
-    best of `candidates`), seeded as a
-    search seeds it, with the sampler's space declared. Without `directory` it writes no files
-    (nothing to resume in a simulation)."""
+    best of `candidates`), seeded as a search seeds it, with the sampler's space declared. Without
+    `directory` it writes no files (nothing to resume in a simulation)."""
     import keras_tuner as kt
 
     from .engine.algorithms import make_oracle, oracle_seed
