@@ -101,22 +101,35 @@ def test_sigkill_mid_trial_then_resume_matches_uninterrupted(finished_run, tiny_
 
 def test_a_kill_9_as_a_trial_ends_loses_no_record(finished_run, tiny_space, tmp_path):
     """The narrowest window: the oracle has saved trial 0001 as ended (a resumed search never runs
-    it again), its record is not saved yet."""
+    it again), its record is not saved yet. The trial process is killed there (as the kernel's
+    out-of-memory killer might); the search starts another, which completes the record and goes
+    on: one command, exit 0, the uninterrupted run's trials and scores."""
     result, _, _ = finished_run
     results = tmp_path / "results"
     args = ["--space", tiny_space, "--results-dir", str(results), "--seed", "0"]
     run_dir = results / "tiny-digits"
-    code, _, err = run(*args, faults={"kill": "ended@0001"})
-    assert code == 1 and "the trial process was killed by SIGKILL" in err, err[-3000:]
-    assert (run_dir / "trials" / "0001.ending").exists() and not (run_dir / "trials" / "0001.json").exists()
-
-    code, out, err = run(*args)  # the same command again
+    code, out, err = run(*args, faults={"kill": "ended@0001"})
     assert code == 0, err[-3000:]
+    assert out.count("the trial process was killed by SIGKILL; starting another (1/3)") == 1, out[-3000:]
     assert sequence(run_dir) == sequence(result.run_dir)  # trial 0001's record included
     ours, theirs = ({p.stem: json.loads(p.read_text())["val_accuracy"] for p in (d / "trials").glob("*.json")}
                     for d in (run_dir, result.run_dir))
     assert ours == pytest.approx(theirs, abs=1e-6)
     assert not list(run_dir.rglob("*.ending")) and not list(run_dir.rglob("resume*"))
+
+
+def test_a_trial_process_killed_again_and_again_is_restarted_3_times_then_stops_in_one_line(tiny_space, tmp_path):
+    """Trial 0001's process is killed with SIGKILL whenever it starts training: started again 3
+    times, then the search stops, exit 1, in one line that says how to go on; trial 0000 stays
+    done."""
+    results = tmp_path / "results"
+    code, out, err = run("--space", tiny_space, "--results-dir", str(results), faults={"0001": "killed"})
+    assert code == 1, err[-3000:]
+    assert [f"({k}/3)" in out for k in (1, 2, 3)] == [True] * 3 and "(4/3)" not in out, out[-3000:]
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "the trial process was killed by SIGKILL" in lines[0], err[-3000:]
+    assert "run the same command again" in lines[0]
+    assert json.loads((results / "tiny-digits" / "trials" / "0000.json").read_text())["status"] == "COMPLETED"
 
 
 @pytest.mark.parametrize("fault", ["hang@0", "deaf@0"])  # deaf: the first Ctrl-C gets lost in the trial process

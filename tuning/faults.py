@@ -8,6 +8,8 @@ Set ``TUNING_FAULTS`` to a JSON object mapping trial ids to a fault, e.g.
 - ``nan``: the weights turn NaN, so the loss does (``TerminateOnNaN`` stops the trial);
 - ``oom``: ``ResourceExhaustedError`` at the trial's sampled batch size only (the retry at half
   the batch size then succeeds); ``oom-always``: at every batch size;
+- ``killed``: the process kills itself with SIGKILL as the trial's training starts, every time
+  (as the kernel's out-of-memory killer would, for a configuration too large for the memory);
 - ``hang@E``: sleep for an hour after epoch E completes (a window to kill the process in);
   ``deaf@E``: the same, but the first Ctrl-C is lost, as Python loses one that lands while it
   runs a finaliser.

@@ -40,7 +40,7 @@ from .store import RunFolder
 STANDBY_AT = 0.5        # start the standby once the current process has grown by this share of recycle_mb
 STANDBY_HEADROOM = 512  # MB of available memory to leave besides the standby (which is as large as a
                         # trial process before its first trial: TensorFlow and the data)
-WORKER_RESTARTS = 3     # times a hand-started worker starts a killed trial process again
+RESTARTS = 3            # times a search or a hand-started worker starts a killed trial process again
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # a process asked to stop is not started again
 
 
@@ -197,7 +197,11 @@ def supervise(folder: RunFolder, lock_fd: int, config: SearchConfig, log, resumi
               t_start: float) -> SearchResult:
     """Run the trials in trial processes until the search is done; its result.
 
-    Raises what ended a trial process (`tuning.errors.raise_outcome`).
+    A trial process killed by a signal other than a request to stop (the kernel's out-of-memory
+    killer, kill -9) is started again, `RESTARTS` times: it resumes the search from the folder as
+    the same command run again would (a trial cut short resumes from its last completed epoch, a
+    record cut short is completed). Raises what ended a trial process otherwise
+    (`tuning.errors.raise_outcome`).
     """
     show_error = _show_error(config)
     forkserver = start_for(config, child_env(), str(folder.path))
@@ -207,7 +211,7 @@ def supervise(folder: RunFolder, lock_fd: int, config: SearchConfig, log, resumi
                             show_error=show_error, outcome=True, handover=True, resuming=resuming,
                             continuing=continuing, started=None if continuing else t_start, forkserver=forkserver)
 
-    _run_seat(spawn, config, folder, forkserver)
+    _run_seat(spawn, config, folder, forkserver, restarts=RESTARTS, log=log)
     return result_from_disk(folder)
 
 
@@ -217,7 +221,7 @@ def supervise_worker(folder: RunFolder, config: SearchConfig, space, log) -> Non
     do, until the chief has no more work. They take the config of this command from a file of
     their own, not the run's run.json: the chief may not have written it yet, and its paths are
     the chief host's. The chief holds the run's lock, so they inherit none. One that is killed
-    is started again (`WORKER_RESTARTS` times): the chief gives it back its unfinished trial."""
+    is started again (`RESTARTS` times): the chief gives it back its unfinished trial."""
     from .backend import select
     from .runtime import write_json
 
@@ -234,7 +238,7 @@ def supervise_worker(folder: RunFolder, config: SearchConfig, space, log) -> Non
                                 show_error=_show_error(config), outcome=True, handover=True, continuing=continuing,
                                 config=config_file, forkserver=forkserver)
 
-        _run_seat(spawn, config, folder, forkserver, restarts=WORKER_RESTARTS, log=log)
+        _run_seat(spawn, config, folder, forkserver, restarts=RESTARTS, log=log)
     finally:
         os.unlink(config_file)
 

@@ -221,6 +221,10 @@ class FaultInjector(keras.callbacks.Callback):
         self.fault, self.batch_size, self.sampled = fault, batch_size, sampled_batch_size
 
     def on_train_batch_begin(self, batch, logs=None):
+        if self.fault == "killed" and batch == 0:
+            import signal
+
+            os.kill(os.getpid(), signal.SIGKILL)
         if self.fault == "raise":
             raise RuntimeError("injected fault: a bug in this configuration")
         if self.fault == "oom-always" or (self.fault == "oom" and self.batch_size == self.sampled):
