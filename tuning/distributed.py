@@ -27,9 +27,7 @@ from .network import free_port, listening
 from .outcome import RECYCLE_EXIT
 from .processes import ChildProcess, child_env, interrupt_all, python_module
 from .store import RunFolder
-from .supervisor import Seat, TrialProcess, usable_cpus
-
-MAX_RESTARTS = 3
+from .supervisor import RESTARTS, Seat, TrialProcess, usable_cpus
 
 
 def visible_gpus(gpus: str | None) -> list[str]:
@@ -123,12 +121,12 @@ def _tend(chief: ChildProcess, seats: list[Seat], out) -> None:
             rc = seat.poll()
             if rc == RECYCLE_EXIT:  # handed over after growing: not a failure
                 seat.hand_over()
-            elif rc is not None and rc != 0 and seat.restarts < MAX_RESTARTS:
+            elif rc is not None and rc != 0 and seat.restarts < RESTARTS:
                 seat.restarts += 1
                 out(f"[launcher] {seat.current.process.name} exited with status {rc}; starting it again "
-                    f"({seat.restarts}/{MAX_RESTARTS}): its trial is run again from its last completed epoch")
+                    f"({seat.restarts}/{RESTARTS}): its trial is run again from its last completed epoch")
                 seat.hand_over()
-        if seats and all(s.poll() not in (None, 0) and s.restarts >= MAX_RESTARTS for s in seats):
+        if seats and all(s.poll() not in (None, 0) and s.restarts >= RESTARTS for s in seats):
             out("[launcher] every worker keeps failing; stopping the chief")
             chief.proc.terminate()
         time.sleep(0.2)

@@ -53,9 +53,14 @@ def crash_point(name: str) -> None:
 
 def kill_point(name: str) -> None:
     if _faults().get("kill") == name:
-        import signal
+        kill_self()
 
-        os.kill(os.getpid(), signal.SIGKILL)
+
+def kill_self() -> None:
+    """SIGKILL this process, as the kernel's out-of-memory killer would."""
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def handover_every_trial() -> bool:

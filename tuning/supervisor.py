@@ -40,7 +40,7 @@ from .store import RunFolder
 STANDBY_AT = 0.5        # start the standby once the current process has grown by this share of recycle_mb
 STANDBY_HEADROOM = 512  # MB of available memory to leave besides the standby (which is as large as a
                         # trial process before its first trial: TensorFlow and the data)
-RESTARTS = 3            # times a search or a hand-started worker starts a killed trial process again
+RESTARTS = 3            # times a killed trial process (a dead --workers worker) of a seat is started again
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # a process asked to stop is not started again
 
 
@@ -211,7 +211,7 @@ def supervise(folder: RunFolder, lock_fd: int, config: SearchConfig, log, resumi
                             show_error=show_error, outcome=True, handover=True, resuming=resuming,
                             continuing=continuing, started=None if continuing else t_start, forkserver=forkserver)
 
-    _run_seat(spawn, config, folder, forkserver, restarts=RESTARTS, log=log)
+    _run_seat(spawn, config, folder, forkserver, log)
     return result_from_disk(folder)
 
 
@@ -233,12 +233,14 @@ def supervise_worker(folder: RunFolder, config: SearchConfig, space, log) -> Non
     try:
         forkserver = start_for(config, child_env(), str(folder.path))
 
+        show_error = _show_error(config)
+
         def spawn(standby: bool, continuing: bool) -> TrialProcess:
             return TrialProcess(folder.path, "worker", log, None, standby="loaded" if standby else None,
-                                show_error=_show_error(config), outcome=True, handover=True, continuing=continuing,
+                                show_error=show_error, outcome=True, handover=True, continuing=continuing,
                                 config=config_file, forkserver=forkserver)
 
-        _run_seat(spawn, config, folder, forkserver, restarts=RESTARTS, log=log)
+        _run_seat(spawn, config, folder, forkserver, log)
     finally:
         os.unlink(config_file)
 
@@ -250,11 +252,11 @@ def _show_error(config: SearchConfig) -> Callable[[str], None]:
 
 
 def _run_seat(spawn: Callable[[bool, bool], TrialProcess], config: SearchConfig, folder: RunFolder, forkserver,
-              restarts: int = 0, log: Callable[[str], None] | None = None) -> None:
+              log: Callable[[str], None]) -> None:
     """Trial processes from `spawn`, one after another (a `Seat`), until one ends the search's
     part with exit status 0; raises what ended one otherwise (`tuning.errors.raise_outcome`).
     One killed by a signal other than a request to stop (kill -9, the kernel's out-of-memory
-    killer) is started again up to `restarts` times, said in `log`. Closes the seat and
+    killer) is started again up to `RESTARTS` times, said in `log`. Closes the seat and
     `forkserver` at the end."""
     seat = None
     try:
@@ -263,9 +265,9 @@ def _run_seat(spawn: Callable[[bool, bool], TrialProcess], config: SearchConfig,
             returncode = seat.current.process.wait(every=seat.prepare_standby)
             if returncode == RECYCLE_EXIT:
                 seat.hand_over()
-            elif returncode < 0 and -returncode not in STOP_SIGNALS and seat.restarts < restarts:
+            elif returncode < 0 and -returncode not in STOP_SIGNALS and seat.restarts < RESTARTS:
                 seat.restarts += 1
-                log(f"the trial process {exit_status(returncode)}; starting another ({seat.restarts}/{restarts}): "
+                log(f"the trial process {exit_status(returncode)}; starting another ({seat.restarts}/{RESTARTS}): "
                     "its trial resumes from its last completed epoch")
                 seat.hand_over()
             else:

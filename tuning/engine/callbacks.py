@@ -222,9 +222,9 @@ class FaultInjector(keras.callbacks.Callback):
 
     def on_train_batch_begin(self, batch, logs=None):
         if self.fault == "killed" and batch == 0:
-            import signal
+            from ..faults import kill_self
 
-            os.kill(os.getpid(), signal.SIGKILL)
+            kill_self()
         if self.fault == "raise":
             raise RuntimeError("injected fault: a bug in this configuration")
         if self.fault == "oom-always" or (self.fault == "oom" and self.batch_size == self.sampled):

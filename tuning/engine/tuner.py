@@ -288,7 +288,7 @@ class ResNetTuner(kt.Hyperband):
             super().on_trial_end(trial)  # the oracle records the trial (and may declare systematic failure)
             kill_point(f"ended@{trial.trial_id}")
         finally:
-            self._after_trial(trial)
+            self._after_trial(trial, record)
 
     def recover_ended(self) -> list[str]:
         """Records of trials killed between the oracle's saving their end and their record's save
@@ -319,9 +319,7 @@ class ResNetTuner(kt.Hyperband):
             if record.run:
                 write_status(self.logdir / record.run, f"trial {trial.trial_id} {trial.status}: {record.error}")
 
-    def _after_trial(self, trial):
-        record = self.records.setdefault(trial.trial_id, TrialRecord(trial.trial_id))
-        record.seconds = round(time.time() - (record.started or time.time()), 3)
+    def _after_trial(self, trial, record: TrialRecord):
         # The oracle's view for the result: a worker's own copy has no score.
         self._close_record(record, self.oracle.get_trial(trial.trial_id), trial)
         if self.on_trial_done:
