@@ -192,6 +192,18 @@ def test_property_checkpoints_survive_any_scores_and_reloads(tmp_path_factory, d
         assert left == set()  # every trial failed
 
 
+def test_a_bracket_closed_with_an_earlier_round_short_leaves_only_the_best_checkpoint(tmp_path):
+    """Found by the property above: round 1 of the first bracket fails three times and a reload
+    hands a round-0 trial out again; the later rounds run ahead and fill the bracket's last round
+    while round 1 still has an open slot. The bracket creates no more trials, so its round-0
+    trials that were never promoted are dead."""
+    oracle = simulate(tmp_path, lambda i: 0.25, workers=2, reload_every=lambda i: i == 10, fail={9, 10, 11},
+                      rng=random.Random(2), max_epochs=9, factor=2)
+    first = next(e for e in oracle.bracket_runs.values() if e["bracket"] == 3)
+    assert len(first["rounds"]["1"]) < oracle._get_size(3, 1)  # the short round this is about
+    assert surviving_checkpoints(tmp_path) == {oracle.get_best_trials(1)[0].trial_id}
+
+
 def fake(trial_id, values, status="FAILED", message="RuntimeError: injected fault: a bug"):
     return types.SimpleNamespace(trial_id=trial_id, status=status, message=message,
                                  hyperparameters=types.SimpleNamespace(values=values))

@@ -139,10 +139,18 @@ class ResNetOracle(HyperbandOracle):
         return sorted(self.trials.values(), key=trial_key)[:num_trials]
 
     def dead_checkpoints(self) -> set[str]:
-        """Finished trials whose checkpoint Hyperband will never load again."""
+        """Finished trials whose checkpoint Hyperband will never load again. Every trial of a
+        bracket that creates no more trials (keras-tuner's test: its last round is filled) is
+        dead, even where an earlier round kept an open slot because a later round ran ahead."""
         dead = set()
-        for entry in self.bracket_runs.values():
+        open_runs = {bracket["rounds"][0][0]["id"] for bracket in self._brackets
+                     if bracket["rounds"][0] and len(bracket["rounds"][-1]) != self._get_size(
+                         bracket["bracket_num"], len(bracket["rounds"]) - 1)}
+        for run, entry in self.bracket_runs.items():
             b, rounds = entry["bracket"], entry["rounds"]
+            if run not in open_runs:
+                dead.update(i for ids in rounds.values() for i in ids)
+                continue
             for r in range(b + 1):
                 ids = rounds.get(str(r), [])
                 if r == b:  # the bracket's last round: nothing left to promote to
