@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from search_spaces import Sampler, load_space
 from tuning.engine.algorithms import ASHAOracle
-from tuning.simulate import offline_oracle
+from tuning.bench.simulate import offline_oracle
 
 
 @pytest.fixture(scope="module")
@@ -216,7 +216,7 @@ def test_an_oracle_resumed_from_its_files_runs_what_it_would_have_run(sampler, t
 
 
 def test_the_surrogate_benchmark_replays_every_algorithm_on_the_same_budget(tmp_path):
-    from tuning.bench_algorithms import plot, run_benchmark, strict_json, table
+    from tuning.bench.algorithms import plot, run_benchmark, strict_json, table
 
     result = run_benchmark(seeds=2, workers=[1, 3], iterations=1, check_surrogate=False)
     runs = result["runs"]
@@ -258,8 +258,8 @@ def test_the_surrogate_benchmark_replays_every_algorithm_on_the_same_budget(tmp_
 def test_the_perfect_model_bound_is_bohb_drawing_what_the_surrogate_predicts_best():
     """`bench algorithms --perfect-model`: BOHB whose model is the surrogate. Where it draws from
     its model, it takes the best predicted of its candidates; its random draws stay BOHB's own."""
-    from tuning.bench_algorithms import _STATE, CURVES, _setup
-    from tuning.simulate import PERFECT, simulate
+    from tuning.bench.algorithms import CURVES, surrogate_setup
+    from tuning.bench.simulate import PERFECT, simulate
 
     _setup(str(CURVES), "small", 0)
     surrogate, space_sampler = _STATE["surrogate"], _STATE["sampler"]

@@ -125,7 +125,7 @@ def test_export_on_jax_without_tensorflow(jax_run, jax_env, tmp_path):
     assert not refused.exists()
     # The .keras file from JAX loads and predicts on TensorFlow, in a fresh process.
     script = ("import json, sys, keras, numpy as np\n"
-              "from tuning.data import load_digits\n"
+              "from tuning.data.datasets import load_digits\n"
               "m = keras.saving.load_model(sys.argv[1], safe_mode=True)\n"
               "d = load_digits(0)\n"
               "print(json.dumps([keras.backend.backend(), float(np.mean(np.argmax(m.predict(d.x_test, verbose=0), 1)"
@@ -171,7 +171,7 @@ def test_a_run_resumes_only_on_its_backend(finished_run, tiny_space):
 
 
 def test_backend_choice_follows_keras(monkeypatch, tmp_path):
-    from tuning import backend
+    from tuning import runtime as backend
     from tuning.config import SearchConfig
     from tuning.errors import UsageError
 

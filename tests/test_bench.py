@@ -9,7 +9,7 @@ import pytest
 def test_timed_fit_runs_every_requested_step_past_the_end_of_the_data():
     import keras
 
-    from tuning.bench import _Batches, _prepare, _timed_fit
+    from tuning.bench.models import RepeatedBatches as _Batches, compile_and_warm as _prepare, timed_fit as _timed_fit
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(8, 4, 4, 1)).astype("float32")  # 2 batches of 4
@@ -24,7 +24,7 @@ def test_timed_fit_runs_every_requested_step_past_the_end_of_the_data():
 
 
 def test_overhead_parts_add_up_to_the_wall_time(finished_run, capsys):
-    from tuning.bench import bench_overhead
+    from tuning.bench.search import bench_overhead
 
     result, _, _ = finished_run
     out = bench_overhead(result.run_dir)
@@ -44,7 +44,8 @@ def test_overhead_parts_add_up_to_the_wall_time(finished_run, capsys):
 def fake_run(folder, trials, wall, test_eval=1.0):
     """A finished run folder written with the store's own writers: `trials` as
     (trial_id, initial_epoch, epochs, seconds, fit, build, checkpoint, epoch_seconds)."""
-    from tuning.store import RunFolder, TrialRecord
+    from tuning.run.folder import RunFolder
+    from tuning.run.records import TrialRecord
 
     run = RunFolder(folder)
     run.write("run.json", {"space": "small", "dataset": "digits", "seed": 0})
@@ -61,7 +62,7 @@ def fake_run(folder, trials, wall, test_eval=1.0):
 
 
 def test_overhead_of_several_runs_per_trial_totals_and_medians(tmp_path, capsys):
-    from tuning.bench import OVERHEAD_TOTALS, bench_overheads
+    from tuning.bench.search import OVERHEAD_TOTALS, bench_overheads
 
     a = fake_run(tmp_path / "a", [("0000", 0, 2, 10.0, 6.0, 1.0, 0.5, [4.0, 2.0]),
                                   ("0001", 2, 6, 20.0, 14.0, 2.0, 1.0, [5.0, 3.0, 3.0, 3.0])], wall=40.0)
@@ -98,7 +99,7 @@ def test_overhead_of_several_runs_per_trial_totals_and_medians(tmp_path, capsys)
 
 
 def test_overhead_cli_takes_several_runs_and_writes_all_as_json(tmp_path, capsys):
-    from tuning.bench import main
+    from tuning.bench.__main__ import main
 
     a = fake_run(tmp_path / "a", [("0000", 0, 2, 10.0, 6.0, 1.0, 0.5, [4.0, 2.0])], wall=20.0)
     b = fake_run(tmp_path / "b", [("0000", 0, 2, 12.0, 7.0, 1.0, 0.5, [4.0, 2.0])], wall=24.0)

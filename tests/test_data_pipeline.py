@@ -7,7 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from tuning.data import Data, DataError, load_image_folder
+from tuning.data.datasets import Data, load_image_folder
+from tuning.errors import DataError
 
 N, BATCH, SEED = 37, 8, 3  # 5 training steps per epoch, the last one of 5 images
 
@@ -123,7 +124,7 @@ import sys
 import keras
 
 from tests.test_data_pipeline import check_fit_order
-from tuning.data import load_digits
+from tuning.data.datasets import load_digits
 
 assert keras.backend.backend() == "jax"
 check_fit_order()
@@ -177,7 +178,7 @@ def all_images(data: Data, split: str) -> np.ndarray:
 def test_image_folder_decoded_with_pillow(tmp_path):
     from PIL import Image
 
-    from tuning.images import BadImage
+    from tuning.data.images import BadImage
 
     root = tmp_path / "pets"
     colours = write_folder(root, bad=True)
@@ -236,7 +237,7 @@ def test_streamed_epoch_order_is_the_recorded_order_with_and_without_the_cache(t
     """A streamed folder's training batches are the seed's permutation of the split, epoch by epoch,
     exactly as for arrays in memory; the cache changes nothing but the decoding; a trial resumed at
     epoch 2 gets the batches epochs 2 and 3 had."""
-    from tuning.data import epoch_order, load_data
+    from tuning.data.datasets import epoch_order, load_data
 
     root = tmp_path / "ids"
     id_folder(root)
@@ -265,7 +266,7 @@ def test_a_run_keeps_its_index_and_a_bad_image_is_replaced_within_its_batch(tmp_
     """The index of a run's first session is used again (files added later do not change the
     split); with --skip-bad-images a training batch keeps its size, the unreadable image replaced
     by the first readable one of the batch, and the image is listed for every process to see."""
-    from tuning.data import load_data
+    from tuning.data.datasets import load_data
 
     root, run = tmp_path / "ids", tmp_path / "run"
     id_folder(root)
@@ -291,7 +292,7 @@ def test_a_run_keeps_its_index_and_a_bad_image_is_replaced_within_its_batch(tmp_
 
 def test_normalization_on_a_seeded_sample_kept_for_the_run(tmp_path, monkeypatch):
     import tuning.data
-    from tuning.data import load_data
+    from tuning.data.datasets import load_data
 
     root = tmp_path / "ids"
     id_folder(root, n=60)
@@ -316,7 +317,7 @@ def test_scanning_names_opens_no_file(tmp_path, monkeypatch):
     """The index is made from names alone; hidden files (such as macOS' ._ files) are left out."""
     import builtins
 
-    from tuning.images import scan_folder
+    from tuning.data.images import scan_folder
 
     root = tmp_path / "ids"
     id_folder(root, n=9)

@@ -85,7 +85,7 @@ def test_export_loads_in_fresh_process_and_scores_the_card(run_copy, tmp_path):
     import keras
     import tensorflow as tf
 
-    from tuning.data import load_digits
+    from tuning.data.datasets import load_digits
 
     data = load_digits(card["split_seed"])
     model = keras.saving.load_model(out / "model.keras", safe_mode=True)
@@ -100,7 +100,7 @@ def test_export_loads_in_fresh_process_and_scores_the_card(run_copy, tmp_path):
 
 
 def test_export_cli_other_trial_overwrite_and_retrain(run_copy):
-    from tuning.store import RunFolder
+    from tuning.run.folder import RunFolder
 
     folder = RunFolder(run_copy)
     records = folder.records().values()
@@ -175,7 +175,7 @@ def test_report_files_are_valid_pngs(run_copy):
 
 
 def test_pareto_front():
-    from tuning.report import pareto_front
+    from tuning.report.single import pareto_front
 
     pts = [(10, 0.5), (5, 0.6), (20, 0.9), (7, 0.55), (30, 0.8)]
     assert sorted(pareto_front(pts)) == [1, 2]

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tuning.forkserver import ForkServer, start_for
-from tuning.processes import ChildProcess, child_env
+from tuning.processes.forkserver import ForkServer, start_for
+from tuning.processes.child import ChildProcess, child_env
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -121,8 +121,8 @@ def test_a_child_holds_the_lock_it_was_given_and_dies_with_a_killed_parent(tmp_p
     lock, info = tmp_path / ".lock", tmp_path / "pids.json"
     script = f"""
 import fcntl, json, os, sys, time
-from tuning.forkserver import ForkServer
-from tuning.processes import ChildProcess, child_env
+from tuning.processes.forkserver import ForkServer
+from tuning.processes.child import ChildProcess, child_env
 fd = os.open({str(lock)!r}, os.O_RDWR | os.O_CREAT)
 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 fs = ForkServer(child_env(), preload="")
@@ -205,15 +205,15 @@ def test_a_child_runs_a_module_as_python_m_does(server, tmp_path):
 def test_the_fork_server_is_used_only_where_forking_is_safe(monkeypatch):
     from tuning.config import SearchConfig
 
-    monkeypatch.setattr("tuning.forkserver.ForkServer", lambda env, label: "server")
-    monkeypatch.setattr("tuning.forkserver._nvidia_present", lambda: False)
+    monkeypatch.setattr("tuning.processes.forkserver.ForkServer", lambda env, label: "server")
+    monkeypatch.setattr("tuning.processes.forkserver.nvidia_present", lambda: False)
     assert start_for(SearchConfig(), {}) == "server"
     for unsafe in ({"backend": "jax"}, {"jit": True}, {"gpus": "0"}, {"verbose": True}):
         assert start_for(SearchConfig(**unsafe), {}) is None, unsafe
     monkeypatch.setenv("TUNING_FORKSERVER", "0")
     assert start_for(SearchConfig(), {}) is None
     monkeypatch.delenv("TUNING_FORKSERVER")
-    monkeypatch.setattr("tuning.forkserver._nvidia_present", lambda: True)
+    monkeypatch.setattr("tuning.processes.forkserver.nvidia_present", lambda: True)
     assert start_for(SearchConfig(), {}) is None
 
 
@@ -221,7 +221,7 @@ def test_the_fork_server_preloads_every_module_of_this_package_a_search_imports(
     """So that a forked trial process imports nothing of its own before its first trial."""
     script = f"""
 import json, sys
-from tuning import forkserver
+from tuning.processes import forkserver
 forkserver._preload("tensorflow")
 before = set(sys.modules)
 import tuning

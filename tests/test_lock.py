@@ -11,12 +11,12 @@ import time
 
 import pytest
 
-from tuning import store
+from tuning.run import folder as store
 from tuning.errors import UsageError
 
 HOLD = textwrap.dedent("""
     import os, pathlib, subprocess, sys, time
-    from tuning.store import RunFolder
+    from tuning.run.folder import RunFolder
     run_dir = pathlib.Path(sys.argv[1])
     with RunFolder(run_dir).lock() as fd:
         if sys.argv[2] == "child":  # a trial process inheriting the lock, as the search starts them

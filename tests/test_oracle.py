@@ -13,11 +13,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tuning.engine.checkpoints import CHECKPOINT_NAME
+from tuning.run.folder import CHECKPOINT_NAME
 from tuning.engine.oracle import ResNetOracle, is_configuration_failure, systematic_failure
 from tuning.errors import SystematicFailure
-from tuning.ranking import best_record, rank_key, record_key, trial_key
-from tuning.store import TrialRecord
+from tuning.run.records import best_record, rank_key, record_key, trial_key
+from tuning.run.records import TrialRecord
 
 NAN = "keras_tuner.src.errors.FailedTrialError: the loss became NaN in epoch 1 (learning rate 10); stopped by " \
       "TerminateOnNaN"

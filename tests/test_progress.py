@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from tuning.progress import ENV, EVENT, Renderer, Reporter, TrialProgress, progress_callbacks, rendering, top_level_mode
+from tuning.observe.progress import PROGRESS_ENV as ENV, EVENT, Renderer, Reporter, TrialProgress, progress_callbacks, rendering, top_level_mode
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 

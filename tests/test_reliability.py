@@ -50,7 +50,7 @@ def sequence(run_dir):
 
 def released(run_dir: pathlib.Path) -> bool:
     """The run's OS lock is free and its file names nobody."""
-    from tuning.store import RunFolder
+    from tuning.run.folder import RunFolder
 
     RunFolder(run_dir).check_lock()
     return (run_dir / ".lock").read_text() == ""
@@ -308,7 +308,7 @@ def test_a_streamed_folder_names_a_bad_image_then_skips_it_and_exports(image_fol
     train = card["split_sizes"]["train"]
     assert card["input"]["normalization"]["sample_size"] == card["input"]["normalization"]["of"] == train == 11
     assert "measured on 11 of the 11 training images" in (res.output / "MODEL_CARD.md").read_text()
-    script = ("import json, sys, keras, numpy as np; from tuning.images import decode; "
+    script = ("import json, sys, keras, numpy as np; from tuning.data.images import decode; "
               "m = keras.saving.load_model(sys.argv[1], safe_mode=True); "
               "x = np.stack([decode(sys.argv[2], 16, 16)[0]]).astype('float32'); "
               "print(json.dumps(m.predict(x, verbose=0).shape))")
@@ -384,7 +384,7 @@ def test_a_missing_best_checkpoint_is_recreated_and_the_run_finishes(finished_ru
 def test_another_keras_tuner_minor_version_is_refused_in_one_line(monkeypatch, capsys):
     import importlib.metadata
 
-    from tuning.cli import main
+    from tuning.search.cli import main
 
     real = importlib.metadata.version
     monkeypatch.setattr(importlib.metadata, "version",

@@ -1,5 +1,5 @@
-"""Best validation accuracy against wall time (`tuning.report.anytime_curve`), in the report and across runs
-(`tuning.report.write_comparison`), on fake run folders: JSON files only, no training."""
+"""Best validation accuracy against wall time (`tuning.report.curves.anytime_curve`), in the report and across
+runs (`tuning.report.comparison.write_comparison`), on fake run folders: JSON files only, no training."""
 
 import json
 import math
@@ -12,17 +12,11 @@ import sys
 import numpy as np
 import pytest
 
-from tuning.report import (
-    algorithm_bands,
-    anytime_curve,
-    best_at,
-    curve_from_records,
-    main,
-    time_to_best,
-    write_comparison,
-    write_report,
-)
-from tuning.store import TrialRecord, open_run
+from tuning.report import write_comparison, write_report
+from tuning.report.__main__ import main
+from tuning.report.curves import algorithm_bands, anytime_curve, best_at, curve_from_records, time_to_best
+from tuning.run.opened import open_run
+from tuning.run.records import TrialRecord
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -67,7 +67,7 @@ def test_xla_training_step_runs_on_cpu():
     import keras_tuner as kt
 
     from search_spaces import load_space
-    from tuning.data import load_digits
+    from tuning.data.datasets import load_digits
     from tuning.engine.hypermodel import ResNetHyperModel
 
     hm = ResNetHyperModel(load_space("small"), load_digits(0), jit_compile=True)
@@ -209,8 +209,8 @@ def test_ctrl_c_kills_a_worker_that_cannot_stop_once_its_chief_has():
     chief answers (keras-tuner's calls wait for the oracle); once the chief has stopped that is
     never, so the launcher kills it after a grace period instead of waiting two minutes. A
     worker that does stop on Ctrl-C is left to stop."""
-    from tuning.distributed import _orphaned_worker
-    from tuning.processes import ChildProcess, child_env, interrupt_all
+    from tuning.search.workers import orphaned_worker
+    from tuning.processes.child import ChildProcess, child_env, interrupt_all
 
     def child(code):
         lines = []
@@ -225,14 +225,14 @@ def test_ctrl_c_kills_a_worker_that_cannot_stop_once_its_chief_has():
     stuck = child("signal.signal(signal.SIGINT, signal.SIG_IGN)")  # as if blocked in a call to the chief
     saving = child("signal.signal(signal.SIGINT, lambda *a: (time.sleep(0.3), sys.exit(130)))")
     t0 = time.monotonic()
-    interrupt_all([chief, stuck, saving], give_up=_orphaned_worker(chief, grace=1.0))
+    interrupt_all([chief, stuck, saving], give_up=orphaned_worker(chief, grace=1.0))
     assert time.monotonic() - t0 < 10
     assert chief.poll() == -signal.SIGINT and saving.poll() == 130 and stuck.poll() == -signal.SIGKILL
 
 
 def test_a_worker_started_by_hand_before_its_chief_waits_for_it_hands_over_and_outlives_kill_9s(tiny_space,
                                                                                                    tmp_path):
-    from tuning.network import free_port
+    from tuning.processes.network import free_port
 
     results = tmp_path / "results"
     run_dir = results / "tiny-digits"
@@ -306,7 +306,7 @@ def test_a_worker_started_by_hand_before_its_chief_waits_for_it_hands_over_and_o
     ({"KERASTUNER_ORACLE_IP": "no-such-host.invalid"}, "KERASTUNER_ORACLE_IP='no-such-host.invalid' does not resolve"),
 ])
 def test_incomplete_keras_tuner_variables_are_refused_in_one_line(tiny_space, tmp_path, monkeypatch, capsys, env, says):
-    from tuning.cli import main
+    from tuning.search.cli import main
 
     monkeypatch.setenv("KERASTUNER_ORACLE_IP", "127.0.0.1")
     monkeypatch.setenv("KERASTUNER_ORACLE_PORT", "8000")

@@ -13,7 +13,7 @@ import pytest
 
 from resnet import ResNetSpec
 from search_spaces import load_space
-from tuning.data import load_digits
+from tuning.data.datasets import load_digits
 from tuning.engine.hypermodel import ResNetHyperModel
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]

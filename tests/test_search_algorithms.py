@@ -72,8 +72,9 @@ def test_asha_search_killed_with_9_resumes_and_spends_its_budget(tmp_path):
 
 
 def test_the_anytime_curve_counts_the_runs_own_wall_time_and_workers_busy_time():
-    from tuning.engine.finish import anytime_curve, run_elapsed, worker_time
-    from tuning.store import TrialRecord
+    from tuning.run.sessions import anytime_points as anytime_curve, run_elapsed
+    from tuning.search.finish import worker_time
+    from tuning.run.records import TrialRecord
 
     # Two sessions of one run, an hour apart: the hour between them is not the run's time.
     sessions = [{"t0": 1000.0, "wall_seconds": 100.0}, {"t0": 5000.0, "wall_seconds": 50.0}]
@@ -97,8 +98,8 @@ def test_a_worker_counts_the_runs_time_as_its_chief_keeps_it(tmp_path):
     time from the chief's saved sessions, not its own age."""
     import time
 
-    from tuning.engine.session import Sessions
-    from tuning.store import RunFolder
+    from tuning.run.sessions import Sessions
+    from tuning.run.folder import RunFolder
 
     folder = RunFolder(tmp_path)
     now = time.time()
@@ -115,8 +116,8 @@ def test_a_worker_counts_the_runs_time_as_its_chief_keeps_it(tmp_path):
 def test_a_distributed_runs_wall_time_starts_with_the_command(monkeypatch, tmp_path):
     """The chief counts the run's time from when the command started, as a standalone search
     does, not from its own start (which comes after the fork server's imports)."""
-    from tuning import distributed
-    from tuning.engine.trial_process import _parser
+    from tuning.search import workers as distributed
+    from tuning.processes.protocol import parser as _parser
 
     seen = {}
 
@@ -135,7 +136,7 @@ def test_a_distributed_runs_wall_time_starts_with_the_command(monkeypatch, tmp_p
     monkeypatch.setattr(distributed, "_worker_seat", lambda *a: Seat())
     monkeypatch.setattr(distributed, "listening", lambda *a: True)
     from tuning.config import SearchConfig
-    from tuning.store import RunFolder
+    from tuning.run.folder import RunFolder
 
     with pytest.raises(RuntimeError, match="stop here"):
         distributed.launch(RunFolder(tmp_path), SearchConfig(), 2, print, 0, False, started=1234.5)

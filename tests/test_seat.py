@@ -1,12 +1,12 @@
-"""`tuning.supervisor.Seat` on its own: the succession of trial processes of a standalone search
+"""`tuning.processes.seat.Seat` on its own: the succession of trial processes of a standalone search
 or of one ``--workers`` worker, driven through random events (trials that grow the process,
 hand-overs, crashes, standbys that die, memory that runs short) chosen by hypothesis."""
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tuning.outcome import RECYCLE_EXIT
-from tuning.supervisor import STANDBY_AT, Seat
+from tuning.errors import EXIT_RECYCLED as RECYCLE_EXIT
+from tuning.processes.seat import STANDBY_AT, Seat
 
 
 class FakeProcess:

@@ -1,4 +1,4 @@
-"""The run folder (`tuning.store`): trial records as written today, atomic JSON, the leaderboard."""
+"""The run folder (`tuning.run`): trial records as written today, atomic JSON, the leaderboard."""
 
 import dataclasses
 import json
@@ -9,9 +9,13 @@ import sys
 import pytest
 
 from tuning.errors import UsageError
-from tuning.ranking import best_record, rank_key, record_key
-from tuning.runtime import write_json
-from tuning.store import LOCK_NAME, RunFolder, TrialRecord, leaderboard_rows, open_run
+from tuning.run.records import best_record, rank_key, record_key
+from tuning.run.files import write_json
+from tuning.run.folder import RunFolder
+from tuning.run.leaderboard import leaderboard_rows
+from tuning.run.lock import LOCK_NAME
+from tuning.run.opened import open_run
+from tuning.run.records import TrialRecord
 
 SPEC = {"stem": "cifar", "stage_depths": [1, 1], "block": "bottleneck", "base_filters": 8, "growth": 2.0,
         "width_multiplier": 1.0, "preact": False, "shortcut": "B", "bottleneck_stride": "3x3", "expansion": 4,
@@ -87,7 +91,7 @@ def test_to_dict_leaves_out_none_but_keeps_the_nulls_the_files_always_had():
     ended = dataclasses.replace(begun, status="FAILED")
     assert ended.to_dict()["val_accuracy"] is None and ended.to_dict()["best_step"] is None
     assert "error" not in ended.to_dict() and "seconds" not in ended.to_dict()
-    from tuning.store import _FILE_ORDER
+    from tuning.run.records import FILE_ORDER as _FILE_ORDER
 
     assert set(_FILE_ORDER) == {f.name for f in dataclasses.fields(TrialRecord)}
 
@@ -226,8 +230,8 @@ def test_open_run_and_run(tmp_path):
         open_run(folder.path)
 
 
-def test_importing_the_store_imports_no_tensorflow():
-    code = ("import sys, tuning.store, tuning.engine.restore; "
+def test_importing_the_run_folder_and_the_export_imports_no_tensorflow():
+    code = ("import sys, tuning.run.folder, tuning.run.opened, tuning.export.restore; "
             "print([m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'keras_tuner')])")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                           cwd=os.path.dirname(os.path.dirname(__file__)))

@@ -28,7 +28,7 @@ def write_run(logdir: str) -> None:
     import keras
     import keras_tuner as kt
 
-    from tuning import tensorboard_log as tb
+    from tuning.observe import tensorboard as tb
 
     logdir = pathlib.Path(logdir)
     hp = kt.HyperParameters()
@@ -122,7 +122,7 @@ def test_writes_without_tensorflow_on_jax(no_tf_env, tmp_path):
 
 def test_jax_process_with_tensorflow_installed_does_not_import_it(tmp_path):
     """TensorBoard's EventFileWriter would import TensorFlow here (tf.io.gfile); our writer must not."""
-    script = ("import sys\nfrom tuning import tensorboard_log as tb\n"
+    script = ("import sys\nfrom tuning.observe import tensorboard as tb\n"
               "tb.write_status(sys.argv[1], 'x'); tb.write_scalars(sys.argv[1], {'a': 1.0}, step=0)\n"
               "logger = tb.TrialLogger(sys.argv[1], 'r', {'a': 1}, 1, 1, 0, 0, first_round=True)\n"
               "logger.on_train_begin(); logger.on_epoch_end(0, {'val_accuracy': 0.5}); logger.on_train_end()\n"

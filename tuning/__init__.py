@@ -6,14 +6,6 @@ import TensorFlow.
 """
 
 from .config import SearchConfig
-from .engine.finish import SearchResult
+from .search import SearchResult, run_search
 
 __all__ = ["SearchConfig", "SearchResult", "run_search"]
-
-
-def run_search(config: SearchConfig | None = None, **kwargs) -> SearchResult | None:
-    """`tuning.search.run_search` (imported when called: ``python -m tuning.search`` runs that
-    module as the program, so the package must not import it first)."""
-    from .search import run_search as run
-
-    return run(config, **kwargs)

@@ -1,6 +1,6 @@
 """`SearchConfig`: every option of a search, validated once, with one definition of each default.
 
-The command line (`tuning.cli`) takes its defaults from the fields below; a Python caller
+The command line (`tuning.search.cli`) takes its defaults from the fields below; a Python caller
 passes the same names to `tuning.run_search`. A search writes its resolved config to
 ``run.json``, and every trial process, chief and worker reads it back from there.
 """
@@ -12,7 +12,10 @@ import os
 import pathlib
 from typing import Any
 
+from search_spaces import load_space
+
 from .errors import UsageError
+from .runtime import check, configured
 
 PRECISIONS = ("auto", "float32", "mixed", "bfloat16")
 STRATEGIES = ("data-parallel", "mirrored")
@@ -81,10 +84,6 @@ class SearchConfig:
         Returns:
             (config, space): `space` is the `search_spaces.Space`.
         """
-        from search_spaces import load_space
-
-        from .backend import check, configured
-
         cfg = dataclasses.replace(self, space=str(self.space), image_size=_image_size(self.image_size),
                                   backend=check(self.backend or configured()),
                                   results_dir=str(self.results_dir),

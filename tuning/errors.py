@@ -1,7 +1,18 @@
-"""The errors of the package. The command lines print a `ValueError` (bad input) as one line and
-exit 2, the others as one line and exit 1."""
+"""The errors of the package, and the one mapping of an exception to a command's exit status.
+
+Every command (``python -m tuning.search|export|report|bench`` and a search's child processes)
+ends on an exception with `exit_code` and, where it speaks, with `one_line`: a `ValueError` (bad
+input: `UsageError`, `DataError`, `search_spaces.SpaceError`) is exit status 2, an interrupt 130,
+anything else 1.
+"""
 
 from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_RECYCLED = 75       # a trial process handed over: start a fresh one (`Recycled`)
+EXIT_INTERRUPTED = 130   # Ctrl-C
 
 
 class UsageError(ValueError):
@@ -46,4 +57,31 @@ class SearchError(RuntimeError):
 
 
 class Recycled(Exception):
-    """A trial process handed over to a fresh one (it exits with `tuning.outcome.RECYCLE_EXIT`)."""
+    """A trial process handed over to a fresh one (it exits with `EXIT_RECYCLED`)."""
+
+
+def exit_code(error: BaseException) -> int:
+    """The exit status a command ends with on `error`."""
+    if isinstance(error, Recycled):
+        return EXIT_RECYCLED
+    if isinstance(error, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    if isinstance(error, ValueError):
+        return EXIT_BAD_INPUT
+    return EXIT_FAILED
+
+
+def known(error: BaseException) -> BaseException:
+    """`error` if it is one of ours (or bad input, or an interrupt); else a `SearchError` saying
+    it in one line, with its traceback in ``details``."""
+    if isinstance(error, (ValueError, SystematicFailure, SearchError, Recycled, KeyboardInterrupt)):
+        return error
+    return SearchError.outside(error)
+
+
+def one_line(error: BaseException) -> str:
+    """What a command prints (after ``error: ``) when it ends on `error`."""
+    if isinstance(error, SystematicFailure):
+        return (f"search stopped: {error}. Fix the cause, then run the same command again: the search goes on, "
+                "and these failures no longer count")
+    return str(error)

@@ -34,11 +34,11 @@ from __future__ import annotations
 import json
 import os
 
-ENV = "TUNING_FAULTS"
+FAULTS_ENV = "TUNING_FAULTS"
 
 
 def _faults() -> dict:
-    text = os.environ.get(ENV)
+    text = os.environ.get(FAULTS_ENV)
     return json.loads(text) if text else {}
 
 

@@ -1,15 +1,66 @@
-"""Process set-up shared by the CLIs: the Keras backend's quiet start-up, devices, versions, atomic writes."""
+"""What a process of this package runs on: the Keras backend, chosen before Keras is imported and
+started quietly; its devices and precision; its out-of-memory errors; the library versions.
+
+A search runs on TensorFlow (the default) or JAX. The backend is fixed once per process by
+``KERAS_BACKEND``, which Keras reads when it is first imported, so `select` sets it before
+anything imports Keras, in the search's own process and (inherited) in every trial process and
+worker. Importing this module imports no backend.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import pathlib
 import platform
 import sys
-import tempfile
-from typing import Any
+
+from .errors import UsageError
+
+BACKENDS = ("tensorflow", "jax")
+INSTALL = {
+    "tensorflow": "pip install 'resnet-search[tensorflow]' (or tensorflow[and-cuda] for NVIDIA GPUs)",
+    "jax": "pip install 'resnet-search[jax]' (the CPU build; for NVIDIA GPUs pip install 'jax[cuda12]')",
+}
+
+
+def configured() -> str:
+    """The backend Keras would use: ``KERAS_BACKEND``, else ``backend`` in
+    ``$KERAS_HOME/keras.json`` (default ``~/.keras``), else TensorFlow; as Keras decides it."""
+    name = os.environ.get("KERAS_BACKEND")
+    if name:
+        return name
+    home = pathlib.Path(os.environ.get("KERAS_HOME") or pathlib.Path.home() / ".keras")
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        name = json.loads((home / "keras.json").read_text()).get("backend")
+    return name or "tensorflow"
+
+
+def installed(name: str) -> bool:
+    """Whether the backend's library can be imported here (without importing it)."""
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def check(name: str) -> str:
+    """`name` if it is a backend this package supports and it is installed; else UsageError."""
+    if name not in BACKENDS:
+        raise UsageError(f"backend = {name!r} is not supported: choose {' or '.join(BACKENDS)} (from --backend, "
+                         "KERAS_BACKEND or ~/.keras/keras.json)")
+    if not installed(name):
+        raise UsageError(f"the {name} backend is not installed here; install it with {INSTALL[name]}, or choose "
+                         f"the other backend with --backend {next(b for b in BACKENDS if b != name)}")
+    return name
+
+
+def select(name: str) -> None:
+    """Make `name` the Keras backend of this process (if Keras is not imported yet: see
+    ``import_keras``, which checks) and of every process it starts."""
+    os.environ["KERAS_BACKEND"] = name
 
 
 @contextlib.contextmanager
@@ -45,8 +96,6 @@ def preload_tensorflow() -> None:
     runtime (and no CUDA) is started, and the process may fork (`tuning.forkserver`). A child
     then sets up its devices in `import_tensorflow`."""
     global _preloaded
-    from .backend import select
-
     select("tensorflow")
     _quiet_env()
     with quiet_stderr():
@@ -98,8 +147,6 @@ def import_tensorflow(verbose: bool = False, gpus: str | None = None):
 def require_gpus(gpus: str, available: list[str], wanted_visible: bool = False) -> None:
     """Refuse (UsageError) GPU indices in `gpus` ("0,1") beyond the `available` devices' count
     (`wanted_visible`: `available` are the wanted GPUs that were found, in the wanted order)."""
-    from .errors import UsageError
-
     if not all(g.strip().isdigit() for g in str(gpus).split(",")):
         raise UsageError(f"--gpus {gpus!r} is invalid: give GPU indices such as 0 or 0,1")
     wanted = [g.strip() for g in gpus.split(",") if g.strip()]
@@ -116,8 +163,6 @@ def require_gpus(gpus: str, available: list[str], wanted_visible: bool = False) 
 def check_keras_tuner() -> None:
     """The search uses keras-tuner's internals as of 1.4: refuse another minor version in one line."""
     from importlib import metadata
-
-    from .errors import UsageError
 
     try:
         version = metadata.version("keras-tuner")
@@ -153,8 +198,6 @@ def import_keras(backend: str, verbose: bool = False, gpus: str | None = None, c
     compiled step instead of compiling it again. Returns the backend's module (``tensorflow``
     or ``jax``).
     """
-    from .backend import select
-
     select(backend)
     if backend == "tensorflow":
         flags = os.environ.get("TF_XLA_FLAGS", "")
@@ -168,8 +211,6 @@ def import_keras(backend: str, verbose: bool = False, gpus: str | None = None, c
     import keras
 
     if keras.backend.backend() != backend:
-        from .errors import UsageError
-
         raise UsageError(f"Keras is already imported with the {keras.backend.backend()} backend in this process, "
                          f"so a search cannot run on {backend} here; set KERAS_BACKEND={backend} before importing "
                          "Keras, or run the search from the command line")
@@ -284,12 +325,6 @@ def is_out_of_memory(error: BaseException) -> bool:
             or (isinstance(error, RuntimeError) and str(error).startswith("RESOURCE_EXHAUSTED")))
 
 
-def error_line(error: BaseException) -> str:
-    """The first line of an error's message (TensorFlow's errors keep it in `.message`)."""
-    text = str(getattr(error, "message", None) or error)
-    return text.splitlines()[0] if text else type(error).__name__
-
-
 def versions() -> dict[str, str]:
     """Versions of Python and the libraries a run depends on."""
     from importlib import metadata
@@ -302,61 +337,3 @@ def versions() -> dict[str, str]:
             out[dist] = "not installed"
     out["machine"] = f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs"
     return out
-
-
-def rss_mb(pid: int | str = "self") -> float:
-    """Resident memory of a process (Linux), in MB."""
-    with open(f"/proc/{pid}/statm") as f:
-        pages = int(f.read().split()[1])
-    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def write_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write `text` to `path` via a temporary file and rename, so readers never see half a file."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def write_json(path: str | os.PathLike, data: Any) -> None:
-    write_atomic(path, json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n")
-
-
-def _json_default(o: Any):
-    import numpy as np
-
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, pathlib.Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
-def stdout_log():
-    """A progress printer to this process's stdout as it is now: keras-tuner's own prints are
-    silenced later by redirecting `sys.stdout`, and progress lines must not be."""
-    stdout = sys.stdout
-
-    def log(line: str) -> None:
-        print(line, file=stdout, flush=True)
-
-    return log

@@ -1,2 +1,3 @@
-"""The search engine on top of keras-tuner: oracle, tuner, trial callbacks, hypermodel,
-checkpoints, and the trial process. Only `kt_internals` imports keras-tuner's private modules."""
+"""keras-tuner adapted to searches over ResNets, and only that: the oracles (Hyperband, BOHB,
+ASHA), the tuner, the hypermodel, a trial's callbacks and checkpoints, and the one module that
+touches keras-tuner's private modules (`kt_internals`)."""

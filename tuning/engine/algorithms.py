@@ -28,8 +28,8 @@ from typing import Any
 import keras_tuner as kt
 
 from ..config import ALGORITHMS
-from ..ranking import trial_key
-from .oracle import FINISHED, ResNetOracle, _tuned, is_configuration_failure
+from ..run.records import trial_key
+from .oracle import FINISHED, ResNetOracle, is_configuration_failure, is_tuned
 
 __all__ = ["ALGORITHMS", "ASHAOracle", "BOHBOracle", "make_oracle", "oracle_seed"]
 NAMES = {"hyperband": "Hyperband", "bohb": "BOHB", "asha": "ASHA"}
@@ -138,10 +138,10 @@ class BOHBOracle(ResNetOracle):
             study = optuna.create_study(direction="maximize", sampler=sampler)
             by_name = {hp.name: hp for hp in self.hyperparameters.space}
             for values, result in observations:
-                params = {k: v for k, v in values.items() if k in by_name and _tuned(by_name[k])}
+                params = {k: v for k, v in values.items() if k in by_name and is_tuned(by_name[k])}
                 try:
                     study.add_trial(optuna.trial.create_trial(
-                        params=params, distributions={k: _distribution(by_name[k]) for k in params}, value=result))
+                        params=params, distributions={k: optuna_distribution(by_name[k]) for k in params}, value=result))
                 except ValueError:  # a value outside today's space (the space file was edited): not evidence
                     continue
             for _ in range(MODEL_TRIES):
@@ -150,7 +150,7 @@ class BOHBOracle(ResNetOracle):
                 for hp in self.hyperparameters.space:
                     hps.merge([hp])
                     if hps.is_active(hp):
-                        hps.values[hp.name] = _suggest(trial, hp) if _tuned(hp) else _only_value(hp)
+                        hps.values[hp.name] = _suggest(trial, hp) if is_tuned(hp) else _only_value(hp)
                 values = hps.values
                 # Told as failed, so that the next proposal differs; TPE leaves failed trials out.
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
@@ -185,14 +185,14 @@ def _only_value(hp):
 
 def _suggest(trial, hp):
     """Optuna's suggestion for one keras-tuner hyperparameter."""
-    dist = _distribution(hp)
+    dist = optuna_distribution(hp)
     if hasattr(dist, "choices"):
         return trial.suggest_categorical(hp.name, dist.choices)
     suggest = trial.suggest_int if isinstance(hp, kt.engine.hyperparameters.Int) else trial.suggest_float
     return suggest(hp.name, dist.low, dist.high, step=dist.step, log=dist.log)
 
 
-def _distribution(hp):
+def optuna_distribution(hp):
     """The Optuna distribution of a keras-tuner hyperparameter."""
     import optuna.distributions as d
 

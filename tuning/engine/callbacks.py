@@ -12,8 +12,11 @@ import time
 import keras
 import keras_tuner as kt
 
-from ..runtime import write_json
-from ..store import TrialRecord
+from ..faults import kill_self
+from ..observe.tensorboard import write_scalars
+from ..run.files import write_json
+from ..run.records import TrialRecord
+from ..runtime import compile_clock, out_of_memory
 from .checkpoints import save_variables
 from .kt_internals import SaveBestEpoch
 
@@ -65,8 +68,6 @@ class CompileTimer(keras.callbacks.Callback):
 
     def __init__(self, record: TrialRecord, logdir: pathlib.Path | None = None):
         super().__init__()
-        from ..runtime import compile_clock
-
         self.record, self.logdir, self.clock = record, logdir, compile_clock
         self._times: dict[str, list[float]] = {"train": [], "test": []}
         self._t0 = 0.0
@@ -110,8 +111,6 @@ class CompileTimer(keras.callbacks.Callback):
         self.record.compile_seconds = round(self.record.compile_seconds + seconds, 3)
         self.record.compile_measure = "measured" if self.clock.exact else "estimated"
         if self.logdir is not None:
-            from ..tensorboard_log import write_scalars
-
             write_scalars(self.logdir, {"compile_seconds": seconds}, step=self._first_epoch or 0)
 
 
@@ -222,14 +221,10 @@ class FaultInjector(keras.callbacks.Callback):
 
     def on_train_batch_begin(self, batch, logs=None):
         if self.fault == "killed" and batch == 0:
-            from ..faults import kill_self
-
             kill_self()
         if self.fault == "raise":
             raise RuntimeError("injected fault: a bug in this configuration")
         if self.fault == "oom-always" or (self.fault == "oom" and self.batch_size == self.sampled):
-            from ..runtime import out_of_memory
-
             raise out_of_memory(f"injected OOM at batch size {self.batch_size}")
         if self.fault == "nan" and batch == 0:
             for w in self.model.trainable_weights:

@@ -17,8 +17,6 @@ import numpy as np
 if TYPE_CHECKING:  # Keras (and with it TensorFlow) is imported by whoever made the model
     import keras
 
-CHECKPOINT_NAME = "checkpoint.npz"
-
 
 def all_variables(model: "keras.Model") -> list:
     opt = getattr(model, "optimizer", None)

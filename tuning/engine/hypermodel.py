@@ -10,8 +10,8 @@ import keras_tuner as kt
 from resnet import ResNetSpec, build_resnet
 from search_spaces import Sampler, Space, TrainConfig
 
-from ..data import Data
-from ..images import stop_on_bad_image
+from ..data.datasets import Data
+from ..data.images import stop_on_bad_image
 from .callbacks import ResumeState
 
 

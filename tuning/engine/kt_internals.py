@@ -13,17 +13,19 @@ from keras_tuner.src.tuners.hyperband import HyperbandOracle
 __all__ = ["HyperbandOracle", "SaveBestEpoch", "TunerCallback", "keras_tuner_debug", "serve_until_done",
            "PRIVATE_MEMBERS"]
 
-# (class, members): what `ResNetOracle` (engine/oracle.py) and `ResNetTuner` (engine/tuner.py)
-# override or call. ResNetTuner subclasses keras_tuner.Hyperband but calls keras_tuner.Tuner's
+# (class, members): what `ResNetOracle` (engine/oracle.py), the other oracles (engine/algorithms.py,
+# bench/simulate.py) and `ResNetTuner` (engine/tuner.py) override, call, read or set. ResNetTuner subclasses keras_tuner.Hyperband but calls keras_tuner.Tuner's
 # __init__ with its own oracle, and replaces run_trial (so callbacks are never deep-copied).
 PRIVATE_MEMBERS = {
     "HyperbandOracle": (
         # overridden
         "_random_values", "_random_trial", "_save_trial", "_check_consecutive_failures",
-        # called or read
+        # called, read or set
         "_brackets", "_current_bracket", "_current_iteration", "_get_size", "_get_epochs", "_get_num_brackets",
         "_get_num_rounds", "_remove_completed_brackets", "_increment_bracket_num", "_start_new_bracket",
-        "_get_trial_dir", "_get_oracle_fname",
+        "_get_trial_dir", "_get_oracle_fname", "_duplicate",
+        # the surrogate benchmark's offline oracles (bench/simulate.py)
+        "_seed_state", "_display", "_set_project_dir",
     ),
     "Tuner": (
         # overridden

@@ -2,7 +2,7 @@
 
 - No invalid trials: configurations that cannot be built or are over the cost limits are
   redrawn before they become trials.
-- One order for "the best trial" (`tuning.ranking`), whatever the load order.
+- One order for "the best trial" (`tuning.run.records`), whatever the load order.
 - Disk: a checkpoint is deleted as soon as Hyperband can no longer promote its trial (unless
   it is the best so far).
 - Failures: the search stops only when failures are systematic (the same error again and
@@ -20,9 +20,9 @@ from typing import Any
 import keras_tuner as kt
 
 from ..errors import SystematicFailure
-from ..ranking import trial_key
-from ..runtime import write_json
-from .checkpoints import CHECKPOINT_NAME
+from ..run.files import write_json
+from ..run.folder import CHECKPOINT_NAME
+from ..run.records import trial_key
 from .kt_internals import HyperbandOracle
 
 MAX_DRAWS = 1000
@@ -134,7 +134,7 @@ class ResNetOracle(HyperbandOracle):
         entry["rounds"].setdefault(str(round_num), []).append(trial_id)
 
     def get_best_trials(self, num_trials=1):
-        """The best trials in `tuning.ranking`'s total order (keras-tuner's own sort leaves ties in
+        """The best trials in `tuning.run.records`' total order (keras-tuner's own sort leaves ties in
         dict order, which depends on the order trials were reloaded from disk)."""
         return sorted(self.trials.values(), key=trial_key)[:num_trials]
 
@@ -237,7 +237,7 @@ def is_configuration_failure(message: str | None) -> bool:
     return any(phrase in last_line(message or "") for phrase in CONFIGURATION_FAILURES)
 
 
-def _tuned(hp) -> bool:
+def is_tuned(hp) -> bool:
     """Whether a hyperparameter can take more than one value."""
     if isinstance(hp, kt.engine.hyperparameters.Fixed):
         return False
@@ -275,7 +275,7 @@ def systematic_failure(ended, hyperparameters) -> str | None:
     if len(same) < SAME_ERROR_LIMIT:
         return None
     for hp in hyperparameters.space:
-        if not _tuned(hp):
+        if not is_tuned(hp):
             continue
         seen = [t.hyperparameters.values[hp.name] for t in same if hp.name in t.hyperparameters.values]
         if len(seen) >= 2 and len(set(map(str, seen))) == 1:

@@ -29,10 +29,12 @@ import keras_tuner as kt
 
 from ..errors import DataError
 from ..faults import fault_for, kill_point, score_step
-from ..progress import Reporter, progress_callbacks
-from ..runtime import error_line, is_out_of_memory, write_json
-from ..store import RunFolder, TrialRecord
-from ..tensorboard_log import TrialLogger, tensorboard_callback, write_status
+from ..observe.progress import Reporter, progress_callbacks
+from ..observe.tensorboard import TrialLogger, tensorboard_callback, write_status
+from ..run.files import write_json
+from ..run.folder import CHECKPOINT_NAME, RunFolder
+from ..run.records import TrialRecord
+from ..runtime import is_out_of_memory
 from .algorithms import make_oracle, oracle_seed
 from .callbacks import (
     CompileTimer,
@@ -45,7 +47,7 @@ from .callbacks import (
     clear_resume,
     read_resume,
 )
-from .checkpoints import CHECKPOINT_NAME, load_variables
+from .checkpoints import load_variables
 from .hypermodel import ResNetHyperModel
 from .kt_internals import TunerCallback
 from .oracle import FINISHED, last_line
@@ -325,3 +327,8 @@ class ResNetTuner(kt.Hyperband):
         if self.on_trial_done:
             self.on_trial_done(self, trial, record)
 
+
+def error_line(error: BaseException) -> str:
+    """The first line of an error's message (TensorFlow's errors keep it in `.message`)."""
+    text = str(getattr(error, "message", None) or error)
+    return text.splitlines()[0] if text else type(error).__name__

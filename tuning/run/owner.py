@@ -1,0 +1,93 @@
+"""Owning a run folder: the checks before a search may use it, its lock, and its ``run.json``.
+
+A search (standalone, a hand-started chief, or the ``--workers`` launcher) owns its folder for
+as long as it runs: `owned_run` checks that the folder holds this run or nothing (a resumed run
+must match what ``run.json`` says it is), takes the lock, and writes the config every child
+process reads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pathlib
+import shutil
+from collections.abc import Iterator
+
+from ..config import RUN_KEY_BEFORE, RUN_KEYS, SearchConfig
+from ..errors import UsageError
+from ..runtime import select
+from .folder import RunFolder
+from .lock import LOCK_NAME
+
+
+@contextlib.contextmanager
+def owned_run(config: SearchConfig, space) -> Iterator[tuple[RunFolder, int, bool]]:
+    """Check the run folder, lock it, and write the config to its run.json.
+
+    Yields:
+        (folder, lock_fd, resuming): `lock_fd` for child processes to inherit; `resuming` when
+        the folder holds an earlier session of this run.
+    """
+    select(config.backend)  # before anything imports Keras, here and in every child process
+    folder = RunFolder(config.run_dir)
+    folder.check_lock()  # another search on this folder: refuse now, before any work
+    resuming = _check_existing_run(folder, config, space)
+    _check_writable(pathlib.Path(config.results_dir))
+    with folder.lock() as lock_fd:
+        if config.overwrite:
+            folder.clear()
+        _write_config(folder, config, space, resuming)
+        try:
+            yield folder, lock_fd, resuming
+        except BaseException:
+            if not resuming and not folder.tuner_dir.exists():  # nothing ran: leave no run behind
+                folder.run_json.unlink(missing_ok=True)
+                for made in ("data", "compile_cache"):  # a folder's index and cache, compiled steps
+                    shutil.rmtree(folder.path / made, ignore_errors=True)
+            raise
+
+
+def _write_config(folder: RunFolder, config: SearchConfig, space, resuming: bool) -> None:
+    """run.json: what the run is (checked on resume) and the config every child process reads."""
+    info = (folder.read("run.json") or {}) if resuming else {}
+    folder.write("run.json", {**info, **config_record(config, space)})
+
+
+def config_record(config: SearchConfig, space) -> dict:
+    """What run.json says of a search (read back by every child process): its identity, the space's
+    file and text, and the whole config."""
+    return {**config.identity(space.name), "space_file": str(space.path), "space_text": space.text,
+            "config": config.to_dict()}
+
+
+def _check_existing_run(folder: RunFolder, config: SearchConfig, space) -> bool:
+    """True to resume; UsageError if the folder holds a different run (unless overwriting)."""
+    if config.overwrite or not folder.exists():
+        return False
+    names = {p.name for p in folder.path.iterdir()} - {LOCK_NAME, "error.log"}
+    if names and "run.json" not in names:
+        raise UsageError(f"{folder.path} exists but is not a search run; choose another --name or "
+                         "--results-dir, or pass --overwrite to replace it")
+    if names <= {"run.json"}:
+        return False  # nothing of a run yet (or a first start that stopped before its first trial)
+    try:
+        old = folder.read("run.json", strict=True) or {}
+    except UsageError:
+        raise UsageError(f"{folder.run_json} is unreadable; pass --overwrite to start this run afresh") from None
+    now = config.identity(space.name)
+    old = {k: old.get(k, RUN_KEY_BEFORE.get(k)) for k in RUN_KEYS}
+    diffs = [f"{k} {old[k]!r} (now {now[k]!r})" for k in RUN_KEYS if old[k] != now[k]]
+    if diffs:
+        raise UsageError(f"{folder.path} holds a run made with {', '.join(diffs)}; resume it with the same "
+                         "options, choose another --name, or pass --overwrite to replace it")
+    return True
+
+
+def _check_writable(results_dir: pathlib.Path) -> None:
+    probe = results_dir
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot write to {results_dir}: {probe} is not a writable folder; "
+                         "choose another --results-dir")
