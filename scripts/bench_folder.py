@@ -45,7 +45,7 @@ def rate(n: int, seconds: float) -> float:
 
 def decoding(folder: str, size: tuple[int, int], work: pathlib.Path) -> dict:
     from tuning.data import load_data
-    from tuning.images import DECODE_THREADS, scan_folder
+    from tuning.data.images import DECODE_THREADS, scan_folder
 
     t0 = time.perf_counter()
     index = scan_folder(folder)

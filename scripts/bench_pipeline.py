@@ -1,5 +1,5 @@
 """Training throughput on the TensorFlow backend with the old tf.data pipeline against the new
-keras.utils.PyDataset one (tuning.data), same model, data, batch size and batch order.
+keras.utils.PyDataset one (tuning.data.pipeline), same model, data, batch size and batch order.
 
     python scripts/bench_pipeline.py --epochs 2 --images 10000 --batch-size 128 --repeats 2 --json out.json
 

@@ -51,7 +51,7 @@ def _wall_to_last_trial(state: dict, records: dict) -> float:
 
 
 def figures(run_dir: pathlib.Path) -> dict:
-    from tuning.store import RunFolder
+    from tuning.run.folder import RunFolder
 
     folder = RunFolder(run_dir)
     records = folder.records()

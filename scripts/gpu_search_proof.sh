@@ -25,7 +25,7 @@ modules = {"keras": "keras", "keras_tuner": "keras_tuner", "kt_legacy": "kt_lega
            "packaging": "packaging", "scikit_learn": "sklearn", "joblib": "joblib", "threadpoolctl": "threadpoolctl",
            "pillow": "PIL", "markdown": "markdown", "werkzeug": "werkzeug", "markupsafe": "markupsafe",
            "matplotlib": "matplotlib", "contourpy": "contourpy", "cycler": "cycler", "fonttools": "fontTools",
-           "kiwisolver": "kiwisolver", "pyparsing": "pyparsing", "python_dateutil": "dateutil"}
+           "kiwisolver": "kiwisolver", "pyparsing": "pyparsing", "python_dateutil": "dateutil", "psutil": "psutil"}
 def present(module):
     try:
         return importlib.util.find_spec(module) is not None

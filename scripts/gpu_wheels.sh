@@ -15,6 +15,6 @@ $py -m pip download -q -c constraints.txt --no-deps --only-binary=:all: --python
   --platform any -d .whl \
   keras keras-tuner kt-legacy tensorboard namex optree rich markdown-it-py mdurl pygments h5py \
   absl-py six protobuf packaging scikit-learn joblib threadpoolctl pillow markdown werkzeug markupsafe \
-  matplotlib contourpy cycler fonttools kiwisolver pyparsing python-dateutil
+  matplotlib contourpy cycler fonttools kiwisolver pyparsing python-dateutil psutil
 du -sh .whl
 ls .whl

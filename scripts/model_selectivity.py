@@ -34,11 +34,11 @@ def main() -> int:
     args = p.parse_args()
     from sklearn.ensemble import RandomForestRegressor
 
-    from tuning import bench_algorithms
-    from tuning.simulate import offline_oracle
+    from tuning.bench.algorithms import CURVES, surrogate_setup
+    from tuning.bench.simulate import offline_oracle
 
-    bench_algorithms._setup(str(bench_algorithms.CURVES), "small", 0)
-    surrogate, sampler = bench_algorithms._STATE["surrogate"], bench_algorithms._STATE["sampler"]
+    state = surrogate_setup(str(CURVES), "small", 0)
+    surrogate, sampler = state["surrogate"], state["sampler"]
     encode = surrogate.encode
 
     def potential(values) -> float:

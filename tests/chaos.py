@@ -82,7 +82,7 @@ def _what(pid: int) -> str:
         cmd = pathlib.Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return "process"
-    return "fork server" if b"tuning.forkserver" in cmd else "trial process"
+    return "fork server" if b"tuning.processes.forkserver" in cmd else "trial process"
 
 
 def trials(run_dir: pathlib.Path) -> dict[str, dict]:

@@ -261,8 +261,8 @@ def test_the_perfect_model_bound_is_bohb_drawing_what_the_surrogate_predicts_bes
     from tuning.bench.algorithms import CURVES, surrogate_setup
     from tuning.bench.simulate import PERFECT, simulate
 
-    _setup(str(CURVES), "small", 0)
-    surrogate, space_sampler = _STATE["surrogate"], _STATE["sampler"]
+    state = surrogate_setup(str(CURVES), "small", 0)
+    surrogate, space_sampler = state["surrogate"], state["sampler"]
 
     def predicted(values):  # the surrogate's accuracy after the trial's epochs
         return float(surrogate.predict(values)[0][int(values["tuner/epochs"]) - 1])

@@ -291,12 +291,12 @@ def test_a_run_keeps_its_index_and_a_bad_image_is_replaced_within_its_batch(tmp_
 
 
 def test_normalization_on_a_seeded_sample_kept_for_the_run(tmp_path, monkeypatch):
-    import tuning.data
+    import tuning.data.datasets
     from tuning.data.datasets import load_data
 
     root = tmp_path / "ids"
     id_folder(root, n=60)
-    monkeypatch.setattr(tuning.data, "NORMALIZATION_SAMPLE", 10)
+    monkeypatch.setattr(tuning.data.datasets, "NORMALIZATION_SAMPLE", 10)
     data = load_data(str(root), seed=2, image_size=(8, 8), run_dir=tmp_path / "run")
     mean, var = data.normalization_stats()
     stats = data.normalization
@@ -304,7 +304,7 @@ def test_normalization_on_a_seeded_sample_kept_for_the_run(tmp_path, monkeypatch
     sample = np.sort(np.random.default_rng([2, 7]).choice(36, 10, replace=False))
     x = data.x_train.take(sample)[0].astype("float64")
     assert np.allclose(mean, x.mean(axis=(0, 1, 2)), rtol=1e-6) and np.allclose(var, x.var(axis=(0, 1, 2)), rtol=1e-5)
-    monkeypatch.setattr(tuning.data, "NORMALIZATION_SAMPLE", 20)  # kept: the run's processes all agree
+    monkeypatch.setattr(tuning.data.datasets, "NORMALIZATION_SAMPLE", 20)  # kept: the run's processes all agree
     again = load_data(str(root), seed=2, image_size=(8, 8), run_dir=tmp_path / "run")
     assert np.array_equal(again.normalization_stats()[0], mean) and again.normalization["sample_size"] == 10
     monkeypatch.undo()

@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from tuning.run import folder as store
+from tuning.run import lock
+from tuning.run.folder import RunFolder
 from tuning.errors import UsageError
 
 HOLD = textwrap.dedent("""
@@ -39,7 +40,7 @@ def holder(run_dir, mode="alone"):
 
 def is_free(run_dir) -> bool:
     try:
-        store.RunFolder(run_dir).check_lock()
+        RunFolder(run_dir).check_lock()
     except UsageError:
         return False
     return True
@@ -51,11 +52,11 @@ def test_a_live_holder_is_refused_at_once_and_named(tmp_path):
     try:
         t0 = time.monotonic()
         with pytest.raises(UsageError, match=f"in use by process {proc.pid} .*wait for it to finish"):
-            with store.RunFolder(run_dir).lock():
+            with RunFolder(run_dir).lock():
                 pass
         assert time.monotonic() - t0 < 2
         with pytest.raises(UsageError, match=str(proc.pid)):
-            store.RunFolder(run_dir).check_lock()
+            RunFolder(run_dir).check_lock()
     finally:
         proc.kill()
         proc.wait()
@@ -71,9 +72,9 @@ def test_kill_9_then_lock_at_once(tmp_path, mode):
     time.sleep(0.2)  # not reaped: a zombie that still answers kill(pid, 0)
     os.kill(proc.pid, 0)
     t0 = time.monotonic()
-    with store.RunFolder(run_dir).lock():
-        assert json.loads((run_dir / store.LOCK_NAME).read_text())["pid"] == os.getpid()
-    assert time.monotonic() - t0 < store.DYING_WAIT
+    with RunFolder(run_dir).lock():
+        assert json.loads((run_dir / lock.LOCK_NAME).read_text())["pid"] == os.getpid()
+    assert time.monotonic() - t0 < lock.DYING_WAIT
     proc.wait()
 
 
@@ -81,17 +82,17 @@ def test_inherited_lock_is_held_while_the_child_lives(tmp_path, monkeypatch):
     """A trial process that outlives its supervisor (no death signal) still holds the folder."""
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    fd = os.open(run_dir / store.LOCK_NAME, os.O_RDWR | os.O_CREAT)
+    fd = os.open(run_dir / lock.LOCK_NAME, os.O_RDWR | os.O_CREAT)
     import fcntl
 
     fcntl.flock(fd, fcntl.LOCK_EX)
     os.write(fd, json.dumps({"pid": 999999, "host": socket.gethostname(), "command": "gone"}).encode())
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], pass_fds=(fd,))
     os.close(fd)  # the "supervisor" is gone; its child keeps the lock
-    monkeypatch.setattr(store, "DYING_WAIT", 0.5)
+    monkeypatch.setattr(lock, "DYING_WAIT", 0.5)
     try:
         with pytest.raises(UsageError, match="in use by process 999999"):
-            store.RunFolder(run_dir).check_lock()
+            RunFolder(run_dir).check_lock()
     finally:
         child.kill()
         child.wait()
@@ -100,24 +101,24 @@ def test_inherited_lock_is_held_while_the_child_lives(tmp_path, monkeypatch):
 
 def test_release_leaves_no_name_and_an_old_pid_lock_is_taken_over(tmp_path):
     run_dir = tmp_path / "run"
-    with store.RunFolder(run_dir).lock() as fd:
+    with RunFolder(run_dir).lock() as fd:
         assert isinstance(fd, int)
         assert not is_free(run_dir)  # flock: another open file description conflicts, even in this process
     assert not run_dir.exists()  # created for nothing: removed again
     run_dir.mkdir()
     (run_dir / "run.json").write_text("{}")
     # A lock file of an older version (no OS lock) naming a process that is gone: taken over.
-    (run_dir / store.LOCK_NAME).write_text(json.dumps({"pid": 999999, "host": socket.gethostname()}))
-    with store.RunFolder(run_dir).lock():
+    (run_dir / lock.LOCK_NAME).write_text(json.dumps({"pid": 999999, "host": socket.gethostname()}))
+    with RunFolder(run_dir).lock():
         pass
-    assert (run_dir / store.LOCK_NAME).read_text() == "" and (run_dir / "run.json").exists()
+    assert (run_dir / lock.LOCK_NAME).read_text() == "" and (run_dir / "run.json").exists()
 
 
 def test_another_hosts_lock_is_refused_naming_the_host(tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    (run_dir / store.LOCK_NAME).write_text(json.dumps({"pid": 1, "host": "gpu-node-7", "command": "search"}))
+    (run_dir / lock.LOCK_NAME).write_text(json.dumps({"pid": 1, "host": "gpu-node-7", "command": "search"}))
     with pytest.raises(UsageError, match=r"on gpu-node-7 \(if it is gone, remove .*\.lock\)"):
-        with store.RunFolder(run_dir).lock():
+        with RunFolder(run_dir).lock():
             pass
-    assert json.loads((run_dir / store.LOCK_NAME).read_text())["host"] == "gpu-node-7"
+    assert json.loads((run_dir / lock.LOCK_NAME).read_text())["host"] == "gpu-node-7"
