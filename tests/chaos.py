@@ -1,6 +1,5 @@
-"""Chaos runs of the whole search: SIGKILL of the main process, the trial process (or its standby),
-or the fork server they are forked from, at random moments, each followed at once by the same
-command, until the search finishes.
+"""Chaos runs of the whole search: SIGKILL of the main process or the trial process (or its
+standby) at random moments, each followed at once by the same command, until the search finishes.
 
 Scores are rounded to multiples of 0.5 so that ties are everywhere (at the top too), and the
 trial process hands over to a fresh one after every trial, through a standby started at once (so
@@ -77,14 +76,6 @@ def descendants(pid: int) -> list[int]:
     return out
 
 
-def _what(pid: int) -> str:
-    try:
-        cmd = pathlib.Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return "process"
-    return "fork server" if b"tuning.processes.forkserver" in cmd else "trial process"
-
-
 def trials(run_dir: pathlib.Path) -> dict[str, dict]:
     keys = ("bracket", "round", "parent", "status", "epochs", "hyperparameters", "val_accuracy")
     out = {}
@@ -130,7 +121,7 @@ def chaotic(space: pathlib.Path, results: pathlib.Path, seed: int, rng: random.R
         except subprocess.TimeoutExpired:
             kids = descendants(proc.pid)
             victim = rng.choice(kids) if kids and rng.random() < 0.5 else proc.pid
-            who = "main" if victim == proc.pid else _what(victim)
+            who = "main" if victim == proc.pid else "trial process"
             os.kill(victim, signal.SIGKILL)
             out, err = proc.communicate(timeout=300)
             t_kill = time.monotonic() - t0

@@ -9,16 +9,16 @@ import pytest
 def test_timed_fit_runs_every_requested_step_past_the_end_of_the_data():
     import keras
 
-    from tuning.bench.models import RepeatedBatches as _Batches, compile_and_warm as _prepare, timed_fit as _timed_fit
+    from tuning.bench.models import RepeatedBatches, compile_and_warm, timed_fit
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(8, 4, 4, 1)).astype("float32")  # 2 batches of 4
     y = rng.integers(0, 3, size=(8,))
-    batches = _Batches(x, y, 4)
+    batches = RepeatedBatches(x, y, 4)
     model = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(), keras.layers.Dense(3)])
-    _prepare(model, batches, jit=False)
+    compile_and_warm(model, batches, jit=False)
     before = int(model.optimizer.iterations.numpy())
-    rate = _timed_fit(model, batches, steps=7)  # more steps than the arrays hold batches
+    rate = timed_fit(model, batches, steps=7)  # more steps than the arrays hold batches
     assert int(model.optimizer.iterations.numpy()) - before == 7
     assert rate > 0
 

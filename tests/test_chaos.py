@@ -1,6 +1,5 @@
-"""The chaos test of the whole search (see tests/chaos.py): random SIGKILLs of the main process,
-the trial process or the fork server, each followed at once by the same command, must end as an
-uninterrupted run."""
+"""The chaos test of the whole search (see tests/chaos.py): random SIGKILLs of the main process
+or the trial process, each followed at once by the same command, must end as an uninterrupted run."""
 
 import random
 

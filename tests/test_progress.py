@@ -1,4 +1,4 @@
-"""Progress inside a trial (tuning/progress.py): the callback on a fake clock, the renderer on a
+"""Progress inside a trial (tuning/observe/progress.py): the callback on a fake clock, the renderer on a
 terminal and off one, and a search through the CLI on a pseudo-terminal. The same in plain mode,
 through a pipe, is checked on the JAX search of tests/test_backend_jax.py."""
 

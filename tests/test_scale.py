@@ -83,7 +83,7 @@ def _worker_pids(results: pathlib.Path) -> list[int]:
     for proc in pathlib.Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
-        try:  # NUL-separated; one line with spaces for a fork (tuning.processes.forkserver)
+        try:  # NUL-separated
             cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ")
         except OSError:
             continue
@@ -109,10 +109,6 @@ def test_chief_and_two_asha_workers_each_trial_once_even_when_workers_die(tiny_s
         time.sleep(0.5)
         killed = _worker_pids(results)
         assert len(killed) >= 2
-        # Forks of the run's fork server (this machine has no NVIDIA GPU), named as their commands.
-        parents = {int(pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-                   for pid in killed}
-        assert [b"tuning.processes.forkserver" in pathlib.Path(f"/proc/{p}/cmdline").read_bytes() for p in parents] == [True]
         for pid in killed:  # both workers (and any standby) die in the middle of their trials
             os.kill(pid, signal.SIGKILL)
         out, _ = proc.communicate(timeout=600)

@@ -115,18 +115,17 @@ def test_a_worker_counts_the_runs_time_as_its_chief_keeps_it(tmp_path):
 
 def test_a_distributed_runs_wall_time_starts_with_the_command(monkeypatch, tmp_path):
     """The chief counts the run's time from when the command started, as a standalone search
-    does, not from its own start (which comes after the fork server's imports)."""
+    does, not from its own start (which comes after its imports)."""
+    from tuning.processes.protocol import parser
     from tuning.search import workers as distributed
-    from tuning.processes.protocol import parser as _parser
 
     seen = {}
 
-    def chief(name, cmd, env, out, lock_fd, forkserver):
-        seen["args"] = _parser().parse_args(cmd[3:])
+    def chief(name, cmd, env, out, lock_fd):
+        seen["args"] = parser().parse_args(cmd[3:])
         raise RuntimeError("stop here")
 
     monkeypatch.setattr(distributed, "_named", chief)
-    monkeypatch.setattr(distributed, "start_for", lambda *a: None)
     class Seat:  # a worker that never got "go"
         waiting = True
 

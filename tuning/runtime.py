@@ -82,28 +82,6 @@ def quiet_stderr():
         os.close(devnull)
 
 
-_preloaded = False  # TensorFlow was imported by `preload_tensorflow` (a fork server) and is not set up yet
-
-
-def _quiet_env() -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
-    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
-
-
-def preload_tensorflow() -> None:
-    """Import TensorFlow and Keras quietly, and nothing more: no device is looked at, so no
-    runtime (and no CUDA) is started, and the process may fork (`tuning.forkserver`). A child
-    then sets up its devices in `import_tensorflow`."""
-    global _preloaded
-    select("tensorflow")
-    _quiet_env()
-    with quiet_stderr():
-        import tensorflow  # noqa: F401, I001
-        import keras  # noqa: F401
-    _preloaded = True
-
-
 def import_tensorflow(verbose: bool = False, gpus: str | None = None):
     """Import TensorFlow and Keras; unless `verbose`, hide their C++ start-up log lines.
 
@@ -114,12 +92,12 @@ def import_tensorflow(verbose: bool = False, gpus: str | None = None):
     `gpus` (``"0,1"``) restricts this process to those GPU indices; an index that does not
     exist is refused (UsageError naming the GPUs there are). It must be given on the first call.
     """
-    global _preloaded
-    if "tensorflow" in sys.modules and not _preloaded:
+    if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
-    _preloaded = False
     if not verbose:
-        _quiet_env()
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+        os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
     ctx = contextlib.nullcontext() if verbose else quiet_stderr()
     with ctx:
         import tensorflow as tf  # noqa: I001 (TensorFlow first, then Keras on top of it)

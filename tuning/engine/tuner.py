@@ -68,7 +68,7 @@ class ResNetTuner(kt.Hyperband):
         max_epochs, factor, iterations: the budget (Hyperband's; ASHA trains as many epochs).
         seed: seeds the oracle (the sequence of trials) and each trial's initial weights.
         on_trial_done: called with (tuner, trial, record) after each trial, for results/progress.
-        progress: where a running trial's progress goes (`tuning.progress`); None: nowhere.
+        progress: where a running trial's progress goes (`tuning.observe.progress`); None: nowhere.
         overwrite: start afresh instead of resuming.
     """
 

@@ -38,37 +38,26 @@ class ChildProcess:
         pass_fds: descriptors it inherits (the run's lock).
         name: what to call it in messages.
         stdin: give it a pipe on its standard input (`send`) instead of this process's.
-        forkserver: start it as a fork of this `tuning.forkserver.ForkServer` if it can (its
-            standard input is then /dev/null unless `stdin`).
 
     The last 200 stderr lines are kept in `errors`. The child dies with this process.
     """
 
     def __init__(self, cmd: Sequence[str], env: dict, on_line: Callable[[str], None],
                  on_error_line: Callable[[str], None] | None = None, pass_fds: Sequence[int] = (), name: str = "",
-                 stdin: bool = False, forkserver=None):
+                 stdin: bool = False):
         self.cmd, self.env, self.on_line, self.on_error_line = list(cmd), env, on_line, on_error_line
-        self.name, self.stdin, self.forkserver = name, stdin, forkserver
+        self.name, self.stdin = name, stdin
         self.pass_fds = tuple(pass_fds)
         self.start()
 
     def start(self) -> None:
         """Start (or start again) the command."""
         self.errors: list[str] = []
-        self.forked = False
-        if self.forkserver is not None and self.forkserver.alive:
-            try:
-                self.proc = self.forkserver.popen(self.cmd, self.env, stdin=self.stdin,
-                                                  merge_stderr=self.on_error_line is None, pass_fds=self.pass_fds)
-                self.forked = True
-            except OSError:  # the fork server is gone (ForkServerGone): start it the usual way
-                pass
-        if not self.forked:
-            self.proc = subprocess.Popen(
-                self.cmd, env=self.env, stdout=subprocess.PIPE, text=True, bufsize=1, pass_fds=self.pass_fds,
-                stdin=subprocess.PIPE if self.stdin else None,
-                stderr=subprocess.PIPE if self.on_error_line else subprocess.STDOUT,
-                preexec_fn=die_with_parent if sys.platform.startswith("linux") else None)
+        self.proc = subprocess.Popen(
+            self.cmd, env=self.env, stdout=subprocess.PIPE, text=True, bufsize=1, pass_fds=self.pass_fds,
+            stdin=subprocess.PIPE if self.stdin else None,
+            stderr=subprocess.PIPE if self.on_error_line else subprocess.STDOUT,
+            preexec_fn=die_with_parent if sys.platform.startswith("linux") else None)
         self._pumps = [threading.Thread(target=self._pump_out, daemon=True)]
         if self.on_error_line:
             self._pumps.append(threading.Thread(target=self._pump_err, daemon=True))

@@ -43,13 +43,12 @@ class TrialProcess:
         show_error: called with each line of its standard error; None merges it into `log`.
         outcome: give it an outcome file (`outcome`) to say how it ended in.
         name: what to call it in messages.
-        forkserver: start it as a fork of this `tuning.processes.forkserver.ForkServer` where it can.
         **args: the rest of its arguments (`command_args`).
     """
 
     def __init__(self, run_dir, role: str, log: Callable[[str], None], lock_fd: int | None, *, standby: str | None,
                  env: dict | None = None, show_error: Callable[[str], None] | None = None, outcome: bool = False,
-                 name: str = "", forkserver=None, **args):
+                 name: str = "", **args):
         self.outcome: pathlib.Path | None = None
         if outcome:
             fd, path = tempfile.mkstemp(prefix="tuning-outcome-", suffix=".json")
@@ -60,7 +59,7 @@ class TrialProcess:
         self.baseline: float | None = None  # its memory when it reported its first trial
         self.process = ChildProcess(cmd, env or child_env(), self._line(log), stdin=bool(standby),
                                     on_error_line=show_error, pass_fds=() if lock_fd is None else (lock_fd,),
-                                    name=name, forkserver=forkserver)
+                                    name=name)
 
     def _line(self, log: Callable[[str], None]) -> Callable[[str], None]:
         def on_line(line: str) -> None:

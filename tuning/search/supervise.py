@@ -18,8 +18,6 @@ from collections.abc import Callable
 
 from ..config import SearchConfig
 from ..errors import EXIT_RECYCLED
-from ..processes.child import child_env
-from ..processes.forkserver import start_for
 from ..processes.protocol import exit_status, raise_outcome, read_outcome
 from ..processes.seat import RESTARTS, STOP_SIGNALS, Seat, TrialProcess
 from ..processes.system import usable_cpus
@@ -40,14 +38,13 @@ def supervise(folder: RunFolder, lock_fd: int, config: SearchConfig, log, resumi
     (`tuning.processes.protocol.raise_outcome`).
     """
     show_error = _show_error(config)
-    forkserver = start_for(config, child_env(), str(folder.path))
 
     def spawn(standby: bool, continuing: bool) -> TrialProcess:
         return TrialProcess(folder.path, "standalone", log, lock_fd, standby="loaded" if standby else None,
                             show_error=show_error, outcome=True, handover=True, resuming=resuming,
-                            continuing=continuing, started=None if continuing else t_start, forkserver=forkserver)
+                            continuing=continuing, started=None if continuing else t_start)
 
-    _run_seat(spawn, config, folder, forkserver, log)
+    _run_seat(spawn, config, folder, log)
     return result_from_disk(folder)
 
 
@@ -64,16 +61,14 @@ def supervise_worker(folder: RunFolder, config: SearchConfig, space, log) -> Non
     write_json(config_file, {"config": config.to_dict(), "space": space.name, "space_file": str(space.path),
                              "space_text": space.text})
     try:
-        forkserver = start_for(config, child_env(), str(folder.path))
-
         show_error = _show_error(config)
 
         def spawn(standby: bool, continuing: bool) -> TrialProcess:
             return TrialProcess(folder.path, "worker", log, None, standby="loaded" if standby else None,
                                 show_error=show_error, outcome=True, handover=True, continuing=continuing,
-                                config=config_file, forkserver=forkserver)
+                                config=config_file)
 
-        _run_seat(spawn, config, folder, forkserver, log)
+        _run_seat(spawn, config, folder, log)
     finally:
         os.unlink(config_file)
 
@@ -84,13 +79,12 @@ def _show_error(config: SearchConfig) -> Callable[[str], None]:
     return (lambda line: print(line, file=sys.stderr, flush=True)) if config.verbose else (lambda line: None)
 
 
-def _run_seat(spawn: Callable[[bool, bool], TrialProcess], config: SearchConfig, folder: RunFolder, forkserver,
+def _run_seat(spawn: Callable[[bool, bool], TrialProcess], config: SearchConfig, folder: RunFolder,
               log: Callable[[str], None]) -> None:
     """Trial processes from `spawn`, one after another (a `Seat`), until one ends the search's
     part with exit status 0; raises what ended one otherwise (`tuning.processes.protocol.raise_outcome`).
     One killed by a signal other than a request to stop (kill -9, the kernel's out-of-memory
-    killer) is started again up to `RESTARTS` times, said in `log`. Closes the seat and
-    `forkserver` at the end."""
+    killer) is started again up to `RESTARTS` times, said in `log`. Closes the seat at the end."""
     seat = None
     try:
         seat = Seat(spawn, config.recycle_mb, standbys=usable_cpus() > 1)
@@ -111,8 +105,6 @@ def _run_seat(spawn: Callable[[bool, bool], TrialProcess], config: SearchConfig,
     finally:
         if seat is not None:
             seat.close()
-        if forkserver is not None:
-            forkserver.close()
 
 
 def _killed(folder: RunFolder, returncode: int, errors: list[str]) -> str:

@@ -24,7 +24,6 @@ from collections.abc import Callable
 from ..config import SearchConfig
 from ..errors import EXIT_FAILED, EXIT_RECYCLED, UsageError
 from ..processes.child import ChildProcess, child_env, interrupt_all, python_module
-from ..processes.forkserver import ForkServer, start_for
 from ..processes.network import free_port, listening
 from ..processes.protocol import MODULE, command_args
 from ..processes.seat import RESTARTS, Seat, TrialProcess
@@ -49,10 +48,9 @@ def visible_gpus(gpus: str | None) -> list[str]:
     return []
 
 
-def _named(name: str, cmd: list[str], env: dict, out: Callable[[str], None], lock_fd: int,
-           forkserver: ForkServer | None) -> ChildProcess:
+def _named(name: str, cmd: list[str], env: dict, out: Callable[[str], None], lock_fd: int) -> ChildProcess:
     """A chief whose output (stderr too) is printed prefixed with its name."""
-    return ChildProcess(cmd, env, _prefixed(name, out), name=name, pass_fds=(lock_fd,), forkserver=forkserver)
+    return ChildProcess(cmd, env, _prefixed(name, out), name=name, pass_fds=(lock_fd,))
 
 
 def _prefixed(name: str, out: Callable[[str], None]) -> Callable[[str], None]:
@@ -60,16 +58,15 @@ def _prefixed(name: str, out: Callable[[str], None]) -> Callable[[str], None]:
 
 
 def _worker_seat(folder: RunFolder, config: SearchConfig, i: int, env: dict, out, lock_fd: int,
-                 standbys: bool, forkserver: ForkServer | None) -> Seat:
-    """Worker i's succession of processes (tuner id ``tuner{i}``, `env`), forks of `forkserver`
-    where there is one. Its first process imports Keras while the chief starts (a fork has it
-    already), then waits for `Seat.go` (before loading the data, which the chief may still be
-    indexing). It hands over through standbys if `standbys`."""
+                 standbys: bool) -> Seat:
+    """Worker i's succession of processes (tuner id ``tuner{i}``, `env`). Its first process imports
+    Keras while the chief starts, then waits for `Seat.go` (before loading the data, which the chief
+    may still be indexing). It hands over through standbys if `standbys`."""
     name = f"worker{i}"
 
     def spawn(standby: str | None, continuing: bool) -> TrialProcess:
         return TrialProcess(folder.path, "worker", _prefixed(name, out), lock_fd, standby=standby, env=env, name=name,
-                            handover=bool(config.recycle_mb), continuing=continuing, forkserver=forkserver)
+                            handover=bool(config.recycle_mb), continuing=continuing)
 
     return Seat(lambda standby, continuing: spawn("loaded" if standby else None, continuing), config.recycle_mb,
                 first=spawn("imported", False), standbys=standbys)
@@ -93,13 +90,12 @@ def launch_from_cli(config: SearchConfig, workers: int, out: Callable[[str], Non
 
 
 def _start_chief(folder: RunFolder, env: dict, out, lock_fd: int, resuming: bool,
-                 forkserver: ForkServer | None, started: float | None = None) -> ChildProcess | int:
+                 started: float | None = None) -> ChildProcess | int:
     """The chief, once its oracle listens; or its exit status if it stopped first."""
     ip, port = env["KERASTUNER_ORACLE_IP"], int(env["KERASTUNER_ORACLE_PORT"])
     cmd = python_module(MODULE, command_args(folder.path, "chief", resuming=resuming, started=started))
     # The chief only keeps the books: keep it off the GPUs.
-    chief = _named("chief", cmd, {**env, "KERASTUNER_TUNER_ID": "chief", "CUDA_VISIBLE_DEVICES": ""}, out, lock_fd,
-                   forkserver)
+    chief = _named("chief", cmd, {**env, "KERASTUNER_TUNER_ID": "chief", "CUDA_VISIBLE_DEVICES": ""}, out, lock_fd)
     deadline = time.time() + 600
     while not listening(ip, port):  # wait for the oracle (or for the chief to refuse bad input)
         if chief.poll() is not None:
@@ -165,21 +161,19 @@ def launch(folder: RunFolder, config: SearchConfig, workers: int, out: Callable[
     devices = visible_gpus(config.gpus)
     out(f"chief on {ip}:{port}, {workers} worker(s)"
         + (f" on GPU(s) {', '.join(devices[i % len(devices)] for i in range(workers))}" if devices else " on CPU"))
-    # Where it is safe, every process is a fork of one that has imported TensorFlow already;
-    # elsewhere each worker imports Keras while the chief starts. Later a worker hands over to a
-    # fresh process as it grows, like a standalone search's trial processes, through a standby
-    # started half-way where a core is spare for it: a worker on a GPU leaves its core free while
-    # it trains, workers on the CPU may keep every core busy.
-    forkserver = start_for(config, env, str(folder.path))
+    # Each worker imports Keras while the chief starts. Later a worker hands over to a fresh process
+    # as it grows, like a standalone search's trial processes, through a standby started half-way
+    # where a core is spare for it: a worker on a GPU leaves its core free while it trains, workers
+    # on the CPU may keep every core busy.
     standbys = bool(devices) or usable_cpus() > workers
     seats: list[Seat] = []
     chief: ChildProcess | int | None = None
     try:
         seats += [_worker_seat(folder, config, i, {**env, "KERASTUNER_TUNER_ID": f"tuner{i}",
                                                    **({"CUDA_VISIBLE_DEVICES": devices[i % len(devices)]} if devices
-                                                      else {})}, out, lock_fd, standbys, forkserver)
+                                                      else {})}, out, lock_fd, standbys)
                   for i in range(workers)]
-        chief = _start_chief(folder, env, out, lock_fd, resuming, forkserver, started)
+        chief = _start_chief(folder, env, out, lock_fd, resuming, started)
         if isinstance(chief, int):
             return chief
         for seat in seats:
@@ -198,8 +192,6 @@ def launch(folder: RunFolder, config: SearchConfig, workers: int, out: Callable[
                 except subprocess.TimeoutExpired:
                     seat.current.process.proc.terminate()
             seat.close()
-        if forkserver is not None:
-            forkserver.close()
     for p in (chief, *(s.current.process for s in seats)):
         p.join_output(5)
     return chief.proc.returncode
