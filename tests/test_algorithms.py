@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from search_spaces import Sampler, load_space
-from tuning.engine.algorithms import ASHAOracle
 from tuning.bench.simulate import offline_oracle
+from tuning.engine.algorithms import ASHAOracle
 
 
 @pytest.fixture(scope="module")

@@ -30,6 +30,7 @@ LAYERS = [
 ]
 LAYER = {unit: i for i, units in enumerate(LAYERS) for unit in units}
 SAME_MEANING = {"main", "build_parser"}  # every command's entry point and parser
+OS_MODULES = ("os", "sys")  # their private members (os._exit) are not keras-tuner's
 
 
 def _modules() -> dict[str, pathlib.Path]:
@@ -159,11 +160,12 @@ def test_every_keras_tuner_private_member_used_is_listed_and_exists():
             if isinstance(node, ast.ClassDef):  # a private method of ours that overrides keras-tuner's
                 used |= {f.name for f in node.body if isinstance(f, ast.FunctionDef) and _private(f.name)
                          and of_keras_tuner(f.name)}
-            elif isinstance(node, ast.Attribute) and _private(node.attr) and ast.unparse(node.value) not in ("os", "sys"):
+            elif isinstance(node, ast.Attribute) and _private(node.attr) and ast.unparse(node.value) not in OS_MODULES:
                 used.add(node.attr)
-    ours = {n.name for p in MODULES.values() for n in ast.walk(_tree(p)) if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
-    ours |= {n.attr for p in MODULES.values() for n in ast.walk(_tree(p))
-             if isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Store) and not of_keras_tuner(n.attr)}
+    nodes = [n for p in MODULES.values() for n in ast.walk(_tree(p))]
+    ours = {n.name for n in nodes if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+    ours |= {n.attr for n in nodes if isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Store)
+             and not of_keras_tuner(n.attr)}
     unlisted = sorted({m for m in used if m not in ours or of_keras_tuner(m)} - listed)
     assert not unlisted, f"keras-tuner private members used but not in kt_internals.PRIVATE_MEMBERS: {unlisted}"
 
@@ -214,9 +216,9 @@ def test_one_exit_code_mapping_and_one_parser_class():
             if isinstance(node, ast.Call) and ast.unparse(node.func) in ("sys.exit", "exit", "os._exit") \
                     and node.args and isinstance(node.args[0], ast.Constant):
                 literal_exits.append(f"{name}:{node.lineno}")
-            if name != "tuning.command" and (
-                    (isinstance(node, ast.Call) and ast.unparse(node.func).endswith("ArgumentParser"))
-                    or (isinstance(node, ast.ClassDef) and any("ArgumentParser" in ast.unparse(b) for b in node.bases))):
+            made = isinstance(node, ast.Call) and ast.unparse(node.func).endswith("ArgumentParser")
+            derived = isinstance(node, ast.ClassDef) and any("ArgumentParser" in ast.unparse(b) for b in node.bases)
+            if name != "tuning.command" and (made or derived):
                 parsers.append(f"{name}:{node.lineno}")
     assert not literal_exits, f"exit statuses outside tuning.errors: {literal_exits}"
     assert not parsers, f"argument parsers that are not tuning.command.Parser: {parsers}"

@@ -5,13 +5,11 @@ import pathlib
 
 import pytest
 
-from tuning.search.cli import build_parser, config_from_args
 from tuning.config import SearchConfig
-from tuning.processes.protocol import parser as trial_process_parser
-from tuning.processes.protocol import command_args
 from tuning.errors import DataError, SearchError, SystematicFailure, UsageError
-from tuning.processes.protocol import raise_outcome, read_outcome, write_outcome
-
+from tuning.processes.protocol import command_args, raise_outcome, read_outcome, write_outcome
+from tuning.processes.protocol import parser as trial_process_parser
+from tuning.search.cli import build_parser, config_from_args
 
 
 def test_command_line_defaults_are_the_config_defaults():
@@ -61,8 +59,8 @@ def test_a_child_gets_its_role_and_folder_from_its_arguments():
 def test_an_interrupted_worker_says_nothing_more_than_that_it_was_interrupted(monkeypatch, capsys):
     """A worker or chief (no outcome file) stopped by Ctrl-C has logged where it stopped: no
     empty "error:" line after it."""
-    from tuning.search import trial_process
     from tuning.errors import EXIT_INTERRUPTED as INTERRUPTED_EXIT
+    from tuning.search import trial_process
 
     def interrupted(args, t_start):
         raise KeyboardInterrupt

@@ -11,9 +11,9 @@ import time
 
 import pytest
 
+from tuning.errors import UsageError
 from tuning.run import lock
 from tuning.run.folder import RunFolder
-from tuning.errors import UsageError
 
 HOLD = textwrap.dedent("""
     import os, pathlib, subprocess, sys, time

@@ -13,11 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tuning.run.folder import CHECKPOINT_NAME
 from tuning.engine.oracle import ResNetOracle, is_configuration_failure, systematic_failure
 from tuning.errors import SystematicFailure
-from tuning.run.records import best_record, rank_key, record_key, trial_key
-from tuning.run.records import TrialRecord
+from tuning.run.folder import CHECKPOINT_NAME
+from tuning.run.records import TrialRecord, best_record, rank_key, record_key, trial_key
 
 NAN = "keras_tuner.src.errors.FailedTrialError: the loss became NaN in epoch 1 (learning rate 10); stopped by " \
       "TerminateOnNaN"

@@ -15,7 +15,16 @@ import time
 
 import pytest
 
-from tuning.observe.progress import PROGRESS_ENV as ENV, EVENT, Renderer, Reporter, TrialProgress, progress_callbacks, rendering, top_level_mode
+from tuning.observe.progress import (
+    EVENT,
+    Renderer,
+    Reporter,
+    TrialProgress,
+    progress_callbacks,
+    rendering,
+    top_level_mode,
+)
+from tuning.observe.progress import PROGRESS_ENV as ENV
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 

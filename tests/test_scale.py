@@ -205,8 +205,8 @@ def test_ctrl_c_kills_a_worker_that_cannot_stop_once_its_chief_has():
     chief answers (keras-tuner's calls wait for the oracle); once the chief has stopped that is
     never, so the launcher kills it after a grace period instead of waiting two minutes. A
     worker that does stop on Ctrl-C is left to stop."""
-    from tuning.search.workers import orphaned_worker
     from tuning.processes.child import ChildProcess, child_env, interrupt_all
+    from tuning.search.workers import orphaned_worker
 
     def child(code):
         lines = []
@@ -228,7 +228,7 @@ def test_ctrl_c_kills_a_worker_that_cannot_stop_once_its_chief_has():
 
 def test_a_worker_started_by_hand_before_its_chief_waits_for_it_hands_over_and_outlives_kill_9s(tiny_space,
                                                                                                    tmp_path):
-    from tuning.processes.network import free_port
+    from tuning.processes.system import free_port
 
     results = tmp_path / "results"
     run_dir = results / "tiny-digits"

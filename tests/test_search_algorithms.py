@@ -72,9 +72,10 @@ def test_asha_search_killed_with_9_resumes_and_spends_its_budget(tmp_path):
 
 
 def test_the_anytime_curve_counts_the_runs_own_wall_time_and_workers_busy_time():
-    from tuning.run.sessions import anytime_points as anytime_curve, run_elapsed
-    from tuning.search.finish import worker_time
     from tuning.run.records import TrialRecord
+    from tuning.run.sessions import anytime_points as anytime_curve
+    from tuning.run.sessions import run_elapsed
+    from tuning.search.finish import worker_time
 
     # Two sessions of one run, an hour apart: the hour between them is not the run's time.
     sessions = [{"t0": 1000.0, "wall_seconds": 100.0}, {"t0": 5000.0, "wall_seconds": 50.0}]
@@ -98,8 +99,8 @@ def test_a_worker_counts_the_runs_time_as_its_chief_keeps_it(tmp_path):
     time from the chief's saved sessions, not its own age."""
     import time
 
-    from tuning.run.sessions import Sessions
     from tuning.run.folder import RunFolder
+    from tuning.run.sessions import Sessions
 
     folder = RunFolder(tmp_path)
     now = time.time()

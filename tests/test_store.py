@@ -9,13 +9,12 @@ import sys
 import pytest
 
 from tuning.errors import UsageError
-from tuning.run.records import best_record, rank_key, record_key
 from tuning.run.files import write_json
 from tuning.run.folder import RunFolder
 from tuning.run.leaderboard import leaderboard_rows
 from tuning.run.lock import LOCK_NAME
 from tuning.run.opened import open_run
-from tuning.run.records import TrialRecord
+from tuning.run.records import TrialRecord, best_record, rank_key, record_key
 
 SPEC = {"stem": "cifar", "stage_depths": [1, 1], "block": "bottleneck", "base_filters": 8, "growth": 2.0,
         "width_multiplier": 1.0, "preact": False, "shortcut": "B", "bottleneck_stride": "3x3", "expansion": 4,

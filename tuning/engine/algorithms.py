@@ -140,8 +140,8 @@ class BOHBOracle(ResNetOracle):
             for values, result in observations:
                 params = {k: v for k, v in values.items() if k in by_name and is_tuned(by_name[k])}
                 try:
-                    study.add_trial(optuna.trial.create_trial(
-                        params=params, distributions={k: optuna_distribution(by_name[k]) for k in params}, value=result))
+                    distributions = {k: optuna_distribution(by_name[k]) for k in params}
+                    study.add_trial(optuna.trial.create_trial(params=params, distributions=distributions, value=result))
                 except ValueError:  # a value outside today's space (the space file was edited): not evidence
                     continue
             for _ in range(MODEL_TRIES):

@@ -14,8 +14,10 @@ __all__ = ["HyperbandOracle", "SaveBestEpoch", "TunerCallback", "keras_tuner_deb
            "PRIVATE_MEMBERS"]
 
 # (class, members): what `ResNetOracle` (engine/oracle.py), the other oracles (engine/algorithms.py,
-# bench/simulate.py) and `ResNetTuner` (engine/tuner.py) override, call, read or set. ResNetTuner subclasses keras_tuner.Hyperband but calls keras_tuner.Tuner's
-# __init__ with its own oracle, and replaces run_trial (so callbacks are never deep-copied).
+# bench/simulate.py) and `ResNetTuner` (engine/tuner.py) override, call, read or set
+# (tests/test_architecture.py checks that every one used is here). ResNetTuner subclasses
+# keras_tuner.Hyperband but calls keras_tuner.Tuner's __init__ with its own oracle, and replaces
+# run_trial (so callbacks are never deep-copied).
 PRIVATE_MEMBERS = {
     "HyperbandOracle": (
         # overridden

@@ -34,7 +34,6 @@ from .formats import TENSORFLOW_FORMATS, check_formats, save_tensorflow_formats,
 from .restore import hypermodel_for, load_run_data, load_trial_model
 
 
-
 @dataclasses.dataclass
 class ExportResult:
     output: pathlib.Path

@@ -1,4 +1,5 @@
-"""Progress inside a trial: its epoch, images per second, and the trial's and the search's time left.
+"""Progress: one line per finished trial (`progress_line`), and inside a trial its epoch, images per
+second, and the trial's and the search's time left.
 
 A trial's Keras callback (`progress_callbacks`) says where the trial is once its fit has run for
 ``TUNING_PROGRESS_AFTER`` seconds (default `PROGRESS_AFTER`). How depends on ``TUNING_PROGRESS``,
@@ -29,9 +30,10 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import IO
 
+from ..run.records import TrialRecord
 
 PROGRESS_ENV = "TUNING_PROGRESS"
 AFTER_ENV = "TUNING_PROGRESS_AFTER"
@@ -99,6 +101,33 @@ def describe(event: dict, steps: bool = False) -> str:
     if event.get("search_left") is not None:
         figures.append(f"search ~{fmt_time(event['search_left'])} left")
     return where + (": " + ", ".join(figures) if figures else "")
+
+
+# ----- after each trial -----------------------------------------------------------------------
+def search_work(planned: list, records: Iterable[TrialRecord]) -> tuple[int, int]:
+    """(work done by the finished `records`, work of the `planned` trials): work is epochs trained
+    plus one epoch's worth of per-trial overhead."""
+    done = sum((r.epochs or 1) - r.initial_epoch + 1 for r in records)
+    return done, sum(e - s + 1 for _, _, e, s in planned)
+
+
+def time_left(elapsed: float, done: float, total: float) -> float:
+    """Seconds left for the work not `done` of `total`, at the pace of `elapsed` so far."""
+    return elapsed / max(1, done) * max(0, total - done)
+
+
+def progress_line(planned: list, records: dict[str, TrialRecord], record: TrialRecord, elapsed: float) -> str:
+    """One line per finished trial: its score, the best so far, trials done, time left."""
+    remaining = time_left(elapsed, *search_work(planned, records.values()))
+    scores = [r.val_accuracy for r in records.values() if r.val_accuracy is not None]
+    best = f"{max(scores):.4f}" if scores else "-"
+    if record.status == "COMPLETED":
+        what = f"val_accuracy {record.val_accuracy:.4f}"
+    else:
+        what = f"{(record.status or '?').lower()}: {(record.error or '')[:120]}"
+    return (f"trial {record.trial_id} (bracket {record.bracket}, round {record.round}, {record.epochs} epochs) "
+            f"{what} | best {best} | {len(records)}/{len(planned)} trials | {fmt_time(elapsed)} elapsed, "
+            f"~{fmt_time(remaining)} left")
 
 
 # ----- in the process that trains ---------------------------------------------------------------

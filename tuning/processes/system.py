@@ -1,10 +1,11 @@
-"""What the operating system says of processes, memory and the machine: the one module that asks
-(through psutil, which reads ``/proc`` on Linux and does the same elsewhere)."""
+"""What the operating system says of processes, memory, the machine and the network: the one module
+that asks (through psutil, which reads ``/proc`` on Linux and does the same elsewhere)."""
 
 from __future__ import annotations
 
 import os
 import platform
+import socket
 
 import psutil
 
@@ -76,6 +77,15 @@ def cpu_model() -> str:
         return platform.processor()
 
 
-def nvidia_present() -> bool:
-    """Whether an NVIDIA driver is loaded (whatever any library has started)."""
-    return any(os.path.exists(p) for p in ("/dev/nvidiactl", "/dev/nvidia0", "/proc/driver/nvidia"))
+def free_port(ip: str) -> int:
+    """A TCP port nobody listens on at `ip` now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((ip, 0))
+        return s.getsockname()[1]
+
+
+def listening(ip: str, port: int) -> bool:
+    """Whether something accepts TCP connections at `ip`:`port`."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.5)
+        return s.connect_ex((ip, port)) == 0

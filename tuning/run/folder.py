@@ -27,9 +27,9 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .lock import LOCK_NAME, check_lock, hold_lock
 from .files import read_json, write_json
 from .leaderboard import write_leaderboard
+from .lock import LOCK_NAME, check_lock, hold_lock
 from .records import TrialRecord
 
 CHECKPOINT_NAME = "checkpoint.npz"  # a trial's best-epoch checkpoint, in its folder under tuner/

@@ -14,8 +14,7 @@ import dataclasses
 import io
 import os
 import signal
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 from search_spaces import Sampler
 
@@ -23,7 +22,7 @@ from ..config import SearchConfig
 from ..data.datasets import load_data
 from ..errors import Recycled
 from ..faults import crash_point, handover_every_trial
-from ..observe.progress import Reporter, fmt_time
+from ..observe.progress import Reporter, fmt_time, progress_line, search_work, time_left
 from ..processes.system import rss_mb
 from ..run.folder import RunFolder
 from ..run.records import TrialRecord
@@ -265,30 +264,3 @@ def _search(ctx: Context, tuner) -> None:
                 "finished trials are saved and the trial in progress resumes from its last completed epoch")
         ctx.sessions.save()
         raise
-
-
-def search_work(planned: list, records: Iterable[TrialRecord]) -> tuple[int, int]:
-    """(work done by the finished `records`, work of the `planned` trials): work is epochs trained
-    plus one epoch's worth of per-trial overhead."""
-    done = sum((r.epochs or 1) - r.initial_epoch + 1 for r in records)
-    return done, sum(e - s + 1 for _, _, e, s in planned)
-
-
-def time_left(elapsed: float, done: float, total: float) -> float:
-    """Seconds left for the work not `done` of `total`, at the pace of `elapsed` so far."""
-    return elapsed / max(1, done) * max(0, total - done)
-
-
-def progress_line(planned: list, records: dict[str, TrialRecord], record: TrialRecord, elapsed: float) -> str:
-    """One line per finished trial: its score, the best so far, trials done, time left."""
-    remaining = time_left(elapsed, *search_work(planned, records.values()))
-    scores = [r.val_accuracy for r in records.values() if r.val_accuracy is not None]
-    best = f"{max(scores):.4f}" if scores else "-"
-    if record.status == "COMPLETED":
-        what = f"val_accuracy {record.val_accuracy:.4f}"
-    else:
-        what = f"{(record.status or '?').lower()}: {(record.error or '')[:120]}"
-    return (f"trial {record.trial_id} (bracket {record.bracket}, round {record.round}, {record.epochs} epochs) "
-            f"{what} | best {best} | {len(records)}/{len(planned)} trials | {fmt_time(elapsed)} elapsed, "
-            f"~{fmt_time(remaining)} left")
-

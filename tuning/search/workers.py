@@ -24,10 +24,9 @@ from collections.abc import Callable
 from ..config import SearchConfig
 from ..errors import EXIT_FAILED, EXIT_RECYCLED, UsageError
 from ..processes.child import ChildProcess, child_env, interrupt_all, python_module
-from ..processes.network import free_port, listening
 from ..processes.protocol import MODULE, command_args
 from ..processes.seat import RESTARTS, Seat, TrialProcess
-from ..processes.system import usable_cpus
+from ..processes.system import free_port, listening, usable_cpus
 from ..run.folder import RunFolder
 from ..run.owner import owned_run
 from ..runtime import check_keras_tuner, require_gpus
