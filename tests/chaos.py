@@ -4,8 +4,8 @@ standby) at random moments, each followed at once by the same command, until the
 Scores are rounded to multiples of 0.5 so that ties are everywhere (at the top too), and the
 trial process hands over to a fresh one after every trial, through a standby started at once (so
 a kill may hit a standby too). Each chaotic run must end exactly as an uninterrupted run with the
-same seed: the same trials (configurations, rounds, statuses, scores), the same best trial,
-``best.json``, and an export that works. `tests/test_chaos.py` runs a few in CI; for more:
+same seed, which runs every trial in one process: the same trials (configurations, rounds,
+statuses, scores), the same best trial, ``best.json``, and an export that works. `tests/test_chaos.py` runs a few in CI; for more:
 
     python -m tests.chaos --runs 10 --seed 1
 """
@@ -23,7 +23,8 @@ import sys
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-FAULTS = {"score_step": 0.5, "handover": "every-trial", "standby": "always"}
+TIES = {"score_step": 0.5}
+FAULTS = {**TIES, "handover": "every-trial", "standby": "always"}
 SPACE = """
 description = "chaos: a tiny Hyperband search with ties everywhere"
 [defaults]
@@ -52,13 +53,14 @@ learning_rate = 0.003
 """
 
 
-def command(space: pathlib.Path, results: pathlib.Path, seed: int, algorithm: str = "hyperband") -> list[str]:
+def command(space: pathlib.Path, results: pathlib.Path, seed: int, algorithm: str = "hyperband",
+            recycle_mb: int = 1) -> list[str]:
     return [sys.executable, "-m", "tuning.search", "--space", str(space), "--results-dir", str(results),
-            "--seed", str(seed), "--recycle-mb", "1", "--algorithm", algorithm]
+            "--seed", str(seed), "--recycle-mb", str(recycle_mb), "--algorithm", algorithm]
 
 
-def start(cmd: list[str]) -> subprocess.Popen:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TUNING_FAULTS": json.dumps(FAULTS)}
+def start(cmd: list[str], faults: dict = FAULTS) -> subprocess.Popen:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TUNING_FAULTS": json.dumps(faults)}
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
@@ -87,12 +89,17 @@ def trials(run_dir: pathlib.Path) -> dict[str, dict]:
 
 def uninterrupted(space: pathlib.Path, results: pathlib.Path, seed: int,
                   algorithm: str = "hyperband") -> tuple[pathlib.Path, float]:
-    """The run folder of the search run once without a kill, and its wall time."""
-    t0 = time.monotonic()
-    proc = start(command(space, results, seed, algorithm))
+    """The run folder of the search run once without a kill, every trial in one process; and the
+    wall time a run that hands over after every trial takes: its own, plus a process's start-up
+    (its own, up to its first trial) for every trial."""
+    t0, started = time.monotonic(), time.time()
+    proc = start(command(space, results, seed, algorithm, recycle_mb=0), faults=TIES)
     out, err = proc.communicate(timeout=900)
     assert proc.returncode == 0, err[-3000:]
-    return _run_dir(results), time.monotonic() - t0
+    run_dir = _run_dir(results)
+    records = [json.loads(p.read_text()) for p in (run_dir / "trials").glob("*.json")]
+    start_up = min(r["started"] for r in records) - started
+    return run_dir, time.monotonic() - t0 + len(records) * start_up
 
 
 def _run_dir(results: pathlib.Path) -> pathlib.Path:
