@@ -3,7 +3,8 @@
 A space file has these tables (see `small.toml` for a commented example):
 
 - top level: ``description`` (one line, shown by ``--list-spaces``);
-- ``[defaults]``: ``dataset``, ``augment`` (``"none"`` or ``"pad_crop_flip"``), ``image_size``;
+- ``[defaults]``: ``dataset``, ``augment`` (``"none"`` or ``"pad_crop_flip"``), ``image_size``,
+  ``objective`` (what the search selects on, e.g. ``"val_balanced_accuracy"``; checked by the search);
 - ``[hyperband]``: ``max_epochs``, ``factor``, ``iterations``;
 - ``[limits]``: optional ``max_params`` and ``max_flops`` (multiply-adds per image);
 - ``[architecture]``: the network's hyperparameters;
@@ -139,6 +140,7 @@ class Space:
     dataset: str | None
     augment: str
     image_size: tuple[int, int] | None
+    objective: str | None
     max_epochs: int
     factor: int
     iterations: int
@@ -271,8 +273,8 @@ def _description(data: Mapping, path: pathlib.Path) -> str:
 
 
 def _defaults_section(data: Mapping, path: pathlib.Path) -> dict[str, Any]:
-    """``[defaults]``: the dataset, its augmentation and image size."""
-    defaults = _table(data, "defaults", path, ("dataset", "augment", "image_size"))
+    """``[defaults]``: the dataset, its augmentation and image size, and the objective."""
+    defaults = _table(data, "defaults", path, ("dataset", "augment", "image_size", "objective"))
     dataset = defaults.get("dataset")  # None: the user must give one (e.g. an image folder)
     if dataset is not None and (not isinstance(dataset, str) or not dataset):
         raise SpaceError(f"{path}: [defaults] dataset = {dataset!r} is invalid: expected a dataset name or folder")
@@ -288,7 +290,11 @@ def _defaults_section(data: Mapping, path: pathlib.Path) -> dict[str, Any]:
             raise SpaceError(f"{path}: [defaults] image_size = {image_size!r} is invalid: "
                              "expected a positive integer or [height, width]")
         image_size = tuple(image_size)
-    return {"dataset": dataset, "augment": augment, "image_size": image_size}
+    objective = defaults.get("objective")
+    if objective is not None and (not isinstance(objective, str) or not objective):
+        raise SpaceError(f"{path}: [defaults] objective = {objective!r} is invalid: expected a name such as "
+                         "\"val_balanced_accuracy\"")
+    return {"dataset": dataset, "augment": augment, "image_size": image_size, "objective": objective}
 
 
 def _hyperband_section(data: Mapping, path: pathlib.Path) -> dict[str, int]:

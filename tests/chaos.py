@@ -5,7 +5,8 @@ Scores are rounded to multiples of 0.5 so that ties are everywhere (at the top t
 trial process hands over to a fresh one after every trial, through a standby started at once (so
 a kill may hit a standby too). Each chaotic run must end exactly as an uninterrupted run with the
 same seed, which runs every trial in one process: the same trials (configurations, rounds,
-statuses, scores), the same best trial, ``best.json``, and an export that works. `tests/test_chaos.py` runs a few in CI; for more:
+statuses, scores), the same best trial, ``best.json``, and an export that works.
+`tests/test_chaos.py` runs a few in CI; for more:
 
     python -m tests.chaos --runs 10 --seed 1
 """

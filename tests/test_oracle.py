@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tuning.config import OBJECTIVES
 from tuning.engine.oracle import ResNetOracle, is_configuration_failure, systematic_failure
 from tuning.errors import SystematicFailure
 from tuning.run.folder import CHECKPOINT_NAME
@@ -32,9 +33,10 @@ def space() -> kt.HyperParameters:
     return hp
 
 
-def new_oracle(directory: pathlib.Path, max_epochs: int, factor: int, iterations: int, seed: int) -> ResNetOracle:
-    oracle = ResNetOracle(objective=kt.Objective("val_accuracy", "max"), max_epochs=max_epochs, factor=factor,
-                          hyperband_iterations=iterations, seed=seed, hyperparameters=space())
+def new_oracle(directory: pathlib.Path, max_epochs: int, factor: int, iterations: int, seed: int,
+               objective: str = "val_accuracy") -> ResNetOracle:
+    oracle = ResNetOracle(objective=kt.Objective(objective, OBJECTIVES[objective]), max_epochs=max_epochs,
+                          factor=factor, hyperband_iterations=iterations, seed=seed, hyperparameters=space())
     oracle._set_project_dir(str(directory), "tuner")
     oracle._display.verbose = 0  # keras-tuner's per-trial printout
     return oracle
@@ -46,7 +48,8 @@ def checkpoint(oracle, trial_id) -> pathlib.Path:
 
 def reload(directory, oracle, rng: random.Random) -> ResNetOracle:
     """A fresh process's oracle: read back from disk, its trials in a shuffled order."""
-    fresh = new_oracle(directory, oracle.max_epochs, oracle.factor, oracle.hyperband_iterations, oracle.seed)
+    fresh = new_oracle(directory, oracle.max_epochs, oracle.factor, oracle.hyperband_iterations, oracle.seed,
+                       oracle.objective.name)
     fresh.reload()
     items = list(fresh.trials.items())
     rng.shuffle(items)
@@ -55,15 +58,15 @@ def reload(directory, oracle, rng: random.Random) -> ResNetOracle:
 
 
 def simulate(directory: pathlib.Path, scores, *, workers=1, reload_every=None, fail=(), rng=None,
-             max_epochs=9, factor=3, iterations=1):
+             max_epochs=9, factor=3, iterations=1, objective="val_accuracy"):
     """Run a whole Hyperband search with made-up scores.
 
-    `scores(i)` is the score of the i-th trial to end; `fail` holds the indices that fail instead;
+    `scores(i)` is the score (of `objective`) of the i-th trial to end; `fail` holds the indices that fail instead;
     `reload_every(i)` says whether to reload the oracle (a hand-over or a kill) after the i-th end.
     Workers end their trials in an order drawn from `rng`. Every invariant is checked on the way.
     """
     rng = rng or random.Random(0)
-    oracle = new_oracle(directory, max_epochs, factor, iterations, seed=1)
+    oracle = new_oracle(directory, max_epochs, factor, iterations, seed=1, objective=objective)
     running: dict[str, object] = {}  # tuner id -> trial
     stopped: set[str] = set()
     ended = 0
@@ -90,7 +93,7 @@ def simulate(directory: pathlib.Path, scores, *, workers=1, reload_every=None, f
         if ended in fail:
             trial.status, trial.message = "FAILED", NAN
         else:
-            oracle.update_trial(trial.trial_id, {"val_accuracy": scores(ended)}, step=epochs)
+            oracle.update_trial(trial.trial_id, {objective: scores(ended)}, step=epochs)
             trial.status = "COMPLETED"
         oracle.end_trial(trial)
         ended += 1
@@ -171,6 +174,33 @@ def test_promotion_among_ties_is_the_ranking_order(tmp_path):
         assert all(trial_key(oracle.trials[parent]) <= trial_key(s) for s in siblings if s.trial_id not in promoted)
 
 
+def test_a_minimised_objective_promotes_keeps_and_ranks_the_lowest(tmp_path):
+    """With val_loss the best is the lowest: promotions take the lowest of each round, and only
+    the lowest trial's checkpoint is left; the records rank the same way."""
+    losses = {}
+
+    def score(i):
+        losses[i] = [0.9, 0.2, 0.5, 0.7, 0.4, 0.3][i % 6] + i / 1000
+        return losses[i]
+
+    oracle = simulate(tmp_path, score, rng=random.Random(5), objective="val_loss")
+    best = oracle.get_best_trials(1)[0]
+    assert best.score == min(t.score for t in oracle.trials.values() if t.status == "COMPLETED")
+    assert surviving_checkpoints(tmp_path) == {best.trial_id}
+    for t in oracle.trials.values():
+        parent = t.hyperparameters.values.get("tuner/trial_id")
+        if parent is None:
+            continue
+        rnd = t.hyperparameters.values["tuner/round"]
+        siblings = [oracle.trials[i] for i, info in oracle.lineage.items()
+                    if info["bracket_run"] == oracle.lineage[parent]["bracket_run"] and info["round"] == rnd - 1]
+        promoted = {s.hyperparameters.values.get("tuner/trial_id") for s in oracle.trials.values()}
+        assert all(oracle.trials[parent].score <= s.score for s in siblings if s.trial_id not in promoted)
+    records = [TrialRecord(t.trial_id, objective="val_loss", score=t.score, status=t.status,
+                           epochs=t.hyperparameters.values["tuner/epochs"]) for t in oracle.trials.values()]
+    assert best_record(records).trial_id == best.trial_id
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data(), workers=st.integers(1, 3), max_epochs=st.sampled_from([3, 9]),
        factor=st.sampled_from([2, 3]))
@@ -181,11 +211,14 @@ def test_property_checkpoints_survive_any_scores_and_reloads(tmp_path_factory, d
     reloads = data.draw(st.sets(st.integers(1, 60), max_size=30))
     fail = data.draw(st.sets(st.integers(0, 59), max_size=10))
     seed = data.draw(st.integers(0, 2**16))
+    objective = data.draw(st.sampled_from(["val_accuracy", "val_loss"]))  # maximised, minimised
     oracle = simulate(directory, lambda i: scores[i % 60], workers=workers, reload_every=lambda i: i in reloads,
-                      fail=fail, rng=random.Random(seed), max_epochs=max_epochs, factor=factor)
+                      fail=fail, rng=random.Random(seed), max_epochs=max_epochs, factor=factor, objective=objective)
     best = oracle.get_best_trials(1)[0]
     left = surviving_checkpoints(directory)
     if best.status == "COMPLETED":
+        completed = [t.score for t in oracle.trials.values() if t.status == "COMPLETED"]
+        assert best.score == (max(completed) if objective == "val_accuracy" else min(completed))
         assert left == {best.trial_id}  # the final best's, and nothing else once the search is over
     else:
         assert left == set()  # every trial failed

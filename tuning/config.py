@@ -20,10 +20,21 @@ from .runtime import check, configured
 PRECISIONS = ("auto", "float32", "mixed", "bfloat16")
 STRATEGIES = ("data-parallel", "mirrored")
 # What a run is: a resumed run must match these (the other options may change between sessions).
-RUN_KEYS = ("space", "dataset", "seed", "algorithm", "max_epochs", "factor", "iterations", "image_size", "backend")
+RUN_KEYS = ("space", "dataset", "seed", "algorithm", "max_epochs", "factor", "iterations", "image_size", "backend",
+            "objective", "class_weight")
 # What a run folder written before a key existed holds for it.
-RUN_KEY_BEFORE = {"backend": "tensorflow", "algorithm": "hyperband"}
+RUN_KEY_BEFORE = {"backend": "tensorflow", "algorithm": "hyperband", "objective": "val_accuracy"}
 ALGORITHMS = ("hyperband", "bohb", "asha")  # the oracles: tuning.engine.algorithms
+# What a search selects on, and which way: every metric is computed for every epoch, on the whole
+# validation split (the class-averaged ones from its confusion matrix), whichever is the objective.
+OBJECTIVES = {"val_accuracy": "max", "val_loss": "min", "val_balanced_accuracy": "max", "val_macro_f1": "max"}
+DEFAULT_OBJECTIVE = "val_accuracy"
+CLASS_WEIGHTS = ("balanced",)  # balanced: the loss weighted by inverse class frequency of the training split
+
+
+def maximized(objective: str | None) -> bool:
+    """Whether a higher value of `objective` is better (None: a run from before objectives, val_accuracy)."""
+    return OBJECTIVES[objective or DEFAULT_OBJECTIVE] == "max"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +48,8 @@ class SearchConfig:
     space: str = "small"                     # a named space or the path of a .toml file
     dataset: str | None = None
     algorithm: str = "hyperband"             # "hyperband", "bohb" or "asha"
+    objective: str | None = None             # one of OBJECTIVES; default: the space's, else val_accuracy
+    class_weight: str | None = None          # "balanced" or None (every image counts the same)
     max_epochs: int | None = None
     factor: int | None = None
     iterations: int | None = None
@@ -62,6 +75,11 @@ class SearchConfig:
         for key, minimum in (("max_epochs", 1), ("factor", 2), ("iterations", 1), ("seed", 0),
                              ("recycle_mb", 0)):
             _check_int(key, getattr(self, key), minimum)
+        if self.objective is not None and self.objective not in OBJECTIVES:
+            raise UsageError(f"objective = {self.objective!r} is invalid: choose from {', '.join(OBJECTIVES)}")
+        if self.class_weight not in (None, *CLASS_WEIGHTS):
+            raise UsageError(f"class_weight = {self.class_weight!r} is invalid: choose {' or '.join(CLASS_WEIGHTS)} "
+                             "(or leave it out)")
         if self.algorithm not in ALGORITHMS:
             raise UsageError(f"algorithm = {self.algorithm!r} is invalid: choose from {', '.join(ALGORITHMS)}")
         if self.precision not in PRECISIONS:
@@ -93,10 +111,14 @@ class SearchConfig:
         if not dataset:
             raise UsageError(f"space {sp.name!r} has no default dataset; give one with --dataset (a keras dataset "
                              "name or a folder of class subfolders of images)")
+        if cfg.objective is None and sp.objective not in (None, *OBJECTIVES):
+            raise UsageError(f"{sp.path}: [defaults] objective = {sp.objective!r} is invalid: choose from "
+                             f"{', '.join(OBJECTIVES)}")
         cfg = dataclasses.replace(
             cfg, dataset=dataset, image_size=cfg.image_size or _image_size(sp.image_size),
             max_epochs=cfg.max_epochs or sp.max_epochs, factor=cfg.factor or sp.factor,
-            iterations=cfg.iterations or sp.iterations, name=cfg.name or f"{sp.name}-{_slug(dataset)}")
+            iterations=cfg.iterations or sp.iterations, name=cfg.name or f"{sp.name}-{_slug(dataset)}",
+            objective=cfg.objective or sp.objective or DEFAULT_OBJECTIVE)
         return cfg.validate(), sp
 
     # ----- where it lives ----------------------------------------------------------------------

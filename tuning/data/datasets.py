@@ -147,6 +147,23 @@ class Data:
                 "sample": "the whole training split" if k == n else
                           f"np.random.default_rng([{self.seed}, 7]).choice({n}, {k}, replace=False)"}
 
+    def class_counts(self) -> dict[str, list[int]]:
+        """Images per class (in the order of `class_names`) of each split."""
+        k = self.num_classes
+        return {split: np.bincount(np.asarray(y, dtype="int64"), minlength=k).tolist()
+                for split, y in (("train", self.y_train), ("validation", self.y_val), ("test", self.y_test))}
+
+    def balanced_class_weights(self) -> np.ndarray:
+        """One weight per class, inverse to its frequency in the training split, the mean image's
+        weight 1 (scikit-learn's ``compute_class_weight("balanced")``: n / (classes x n_class))."""
+        from sklearn.utils.class_weight import compute_class_weight
+
+        y = np.asarray(self.y_train, dtype="int64")
+        present = np.unique(y)
+        weights = np.ones(self.num_classes, dtype="float32")
+        weights[present] = compute_class_weight("balanced", classes=present, y=y)
+        return weights
+
     def arrays(self, split: str) -> tuple[np.ndarray | ImageView, np.ndarray]:
         """Images and labels of ``train``, ``validation``, ``test`` or ``train+validation``."""
         if split == "train+validation":
@@ -165,10 +182,12 @@ class Data:
         prepare = preparer(x, y, self.num_classes, fill=False)
         return batches_dataset(lambda i: prepare(slice(i * batch_size, (i + 1) * batch_size)), -(-n // batch_size))
 
-    def training_pipeline(self, split: str, batch_size: int, *, seed: int, initial_epoch: int, epochs: int):
+    def training_pipeline(self, split: str, batch_size: int, *, seed: int, initial_epoch: int, epochs: int,
+                          class_weights: np.ndarray | None = None):
         """Batches for epochs ``initial_epoch .. epochs-1``, shuffled by a permutation that depends
         only on (seed, epoch): a trial resumed at epoch e sees exactly the batches it would have
-        seen uninterrupted. Returns ``(dataset, steps_per_epoch)``; labels one-hot.
+        seen uninterrupted. Returns ``(dataset, steps_per_epoch)``; labels one-hot, and with
+        `class_weights` (one per class, `balanced_class_weights`) each image's weight as a third part.
 
         The dataset is a `keras.utils.PyDataset` with no end: batch ``i`` is step ``i % steps`` of
         epoch ``initial_epoch + i // steps``, so ``model.fit`` must get ``steps_per_epoch=steps``.
@@ -178,7 +197,7 @@ class Data:
         x, y = self.arrays(split)
         n = len(y)
         steps = -(-n // batch_size)
-        prepare = preparer(x, y, self.num_classes, fill=True)
+        prepare = preparer(x, y, self.num_classes, fill=True, class_weights=class_weights)
 
         def batch(i: int):
             epoch, step = divmod(i, steps)

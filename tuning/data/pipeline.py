@@ -24,17 +24,22 @@ def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n)
 
 
-def preparer(x: np.ndarray | ImageView, y: np.ndarray, num_classes: int, fill: bool) -> Callable:
+def preparer(x: np.ndarray | ImageView, y: np.ndarray, num_classes: int, fill: bool,
+             class_weights: np.ndarray | None = None) -> Callable:
     """``prepare(index)``: the images at `index` (a slice or sorted indices) as float32 and their
-    labels one-hot float32 (a folder's unreadable images: see `tuning.data.images.FolderImages.take`)."""
+    labels one-hot float32 (a folder's unreadable images: see `tuning.data.images.FolderImages.take`),
+    and with `class_weights` (one per class) each image's weight, the weight of its class."""
     one_hot = np.eye(num_classes, dtype="float32")
     y = np.asarray(y, dtype="int64")
+    weights = None if class_weights is None else np.asarray(class_weights, dtype="float32")
 
     def prepare(index):
         if isinstance(x, ImageView):
             images, positions = x.take(index, fill, defer=True)
-            return images.astype("float32"), one_hot[y[index][positions]]
-        return x[index].astype("float32", copy=False), one_hot[y[index]]
+            images, labels = images.astype("float32"), y[index][positions]
+        else:
+            images, labels = x[index].astype("float32", copy=False), y[index]
+        return (images, one_hot[labels]) if weights is None else (images, one_hot[labels], weights[labels])
 
     return prepare
 

@@ -28,7 +28,6 @@ from typing import Any
 import keras_tuner as kt
 
 from ..config import ALGORITHMS
-from ..run.records import trial_key
 from .oracle import FINISHED, ResNetOracle, is_configuration_failure, is_tuned
 
 __all__ = ["ALGORITHMS", "ASHAOracle", "BOHBOracle", "make_oracle", "oracle_seed"]
@@ -60,13 +59,15 @@ def make_oracle(algorithm: str, **kwargs) -> ResNetOracle:
     return {"hyperband": ResNetOracle, "bohb": BOHBOracle, "asha": ASHAOracle}[algorithm](**kwargs)
 
 
-def _finished_value(trial) -> float | None:
-    """What a finished trial tells a model or a rung: its score; 0 for a configuration failure
-    (NaN loss, out of memory: the worst result); None for anything else (not a result)."""
+def _finished_value(trial, maximize: bool) -> float | None:
+    """What a finished trial tells a model or a rung, higher is better: its score (negated for an
+    objective to minimise); for a configuration failure (NaN loss, out of memory) the worst result
+    (0 for the objectives to maximise, which lie in [0, 1]; -inf for val_loss); None for anything
+    else (not a result)."""
     if trial.status == "COMPLETED" and trial.score is not None:
-        return float(trial.score)
+        return float(trial.score) if maximize else -float(trial.score)
     if trial.status == "FAILED" and is_configuration_failure(trial.message):
-        return 0.0
+        return 0.0 if maximize else -math.inf
     return None
 
 
@@ -115,8 +116,8 @@ class BOHBOracle(ResNetOracle):
         by_budget: dict[int, list[tuple[dict, float]]] = {}
         for trial_id in sorted(self.trials):
             trial = self.trials[trial_id]
-            value = _finished_value(trial)
-            if value is None:
+            value = _finished_value(trial, self.maximize)
+            if value is None or not math.isfinite(value):  # TPE takes finite results only
                 continue
             values = trial.hyperparameters.values
             budget = int(values.get("tuner/epochs", 0))
@@ -232,8 +233,9 @@ class ASHAOracle(ResNetOracle):
 
     def ranked(self, k: int) -> list:
         """Rung k's trials with a result, best first."""
-        ended = [t for t in self.trials.values() if self.rung_of(t) == k and _finished_value(t) is not None]
-        return sorted(ended, key=lambda t: (-_finished_value(t), trial_key(t)))
+        values = {t.trial_id: _finished_value(t, self.maximize) for t in self.trials.values() if self.rung_of(t) == k}
+        ended = [self.trials[i] for i, value in values.items() if value is not None]
+        return sorted(ended, key=lambda t: (-values[t.trial_id], self.rank(t)))
 
     def promotable(self) -> list[tuple[int, Any]]:
         """(rung, trial) of every finished trial in the top 1/factor of its rung that has not been

@@ -13,6 +13,7 @@ from search_spaces import Sampler, Space, TrainConfig
 from ..data.datasets import Data
 from ..data.images import stop_on_bad_image
 from .callbacks import ResumeState
+from .metrics import class_averaged_metrics
 
 
 def make_optimizer(cfg: TrainConfig) -> keras.optimizers.Optimizer:
@@ -109,10 +110,12 @@ class ResNetHyperModel(kt.HyperModel):
         jit_compile: passed to `Model.compile` (XLA; "auto" lets Keras decide).
         seed: seeds the data order (per epoch) and the augmentation layers.
         replicas: replicas a trial trains on (MirroredStrategy); batch sizes are per replica.
+        class_weight: ``"balanced"`` weights the training loss by inverse class frequency of the
+            training split; None: every image counts the same.
     """
 
     def __init__(self, space: Space, data: Data, max_epochs: int | None = None, sampler: Sampler | None = None,
-                 jit_compile: bool | str = False, seed: int = 0, replicas: int = 1):
+                 jit_compile: bool | str = False, seed: int = 0, replicas: int = 1, class_weight: str | None = None):
         super().__init__(name="resnet")
         self.space, self.data = space, data
         self.max_epochs = max_epochs or space.max_epochs
@@ -120,6 +123,7 @@ class ResNetHyperModel(kt.HyperModel):
         self.jit_compile = jit_compile
         self.seed = seed
         self.replicas = replicas  # a trial's sampled batch size is per replica
+        self.class_weights = data.balanced_class_weights() if class_weight == "balanced" else None
         self._stats = data.normalization_stats()
 
     def declare_hyperparameters(self, hp: kt.HyperParameters) -> None:
@@ -164,7 +168,7 @@ class ResNetHyperModel(kt.HyperModel):
         model.compile(
             optimizer=make_optimizer(cfg),
             loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
-            metrics=["accuracy"],
+            metrics=["accuracy", *class_averaged_metrics(self.data.num_classes)],
             jit_compile=self.jit_compile,
         )
         _build_state(model, self.data.input_shape, self.data.num_classes)
@@ -190,7 +194,7 @@ class ResNetHyperModel(kt.HyperModel):
         batch = (batch_size or cfg.batch_size) * self.replicas
         train_split = "train+validation" if final else "train"
         train, steps = self.data.training_pipeline(train_split, batch, seed=self.seed, initial_epoch=initial_epoch,
-                                                   epochs=epochs)
+                                                   epochs=epochs, class_weights=self.class_weights)
         val = None if final else self.data.pipeline("validation", max(batch, 256))
         callbacks = [keras.callbacks.TerminateOnNaN(), *(callbacks or [])]
         if self.data.images is not None:  # first: an unreadable image stops fit before the epoch is saved

@@ -111,7 +111,7 @@ class ResNetOracle(HyperbandOracle):
             if len(finished) == len(waiting):  # every candidate failed: close the round's open slots
                 rounds[r].extend({"past_id": None, "id": None} for _ in range(size - len(rounds[r])))
             return None
-        best = min(scored, key=trial_key)  # ties: the one order every part of the search uses
+        best = min(scored, key=self.rank)  # ties: the one order every part of the search uses
         values = best.hyperparameters.values.copy()
         values.update({"tuner/trial_id": best.trial_id, "tuner/epochs": self._get_epochs(b, r),
                        "tuner/initial_epoch": self._get_epochs(b, r - 1), "tuner/bracket": b, "tuner/round": r})
@@ -136,7 +136,16 @@ class ResNetOracle(HyperbandOracle):
     def get_best_trials(self, num_trials=1):
         """The best trials in `tuning.run.records`' total order (keras-tuner's own sort leaves ties in
         dict order, which depends on the order trials were reloaded from disk)."""
-        return sorted(self.trials.values(), key=trial_key)[:num_trials]
+        return sorted(self.trials.values(), key=self.rank)[:num_trials]
+
+    @property
+    def maximize(self) -> bool:
+        """Whether a higher score is better (the objective's direction)."""
+        return self.objective.direction == "max"
+
+    def rank(self, trial) -> tuple:
+        """`tuning.run.records.trial_key` under this search's objective: smallest first = best."""
+        return trial_key(trial, self.maximize)
 
     def dead_checkpoints(self) -> set[str]:
         """Finished trials whose checkpoint Hyperband will never load again. Every trial of a

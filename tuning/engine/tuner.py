@@ -27,6 +27,7 @@ from collections.abc import Callable
 import keras
 import keras_tuner as kt
 
+from ..config import DEFAULT_OBJECTIVE, OBJECTIVES
 from ..errors import DataError
 from ..faults import fault_for, kill_point, score_step
 from ..observe.progress import Reporter, progress_callbacks
@@ -64,7 +65,8 @@ class ResNetTuner(kt.Hyperband):
     Args:
         hypermodel: the hypermodel (its sampler checks validity).
         results_dir: ``results/<name>``; keras-tuner's own state goes to its ``tuner/`` subfolder.
-        algorithm: one of `tuning.engine.algorithms.ALGORITHMS`.
+        algorithm: one of `tuning.config.ALGORITHMS`.
+        objective: what the oracle ranks by, one of `tuning.config.OBJECTIVES` (with its direction).
         max_epochs, factor, iterations: the budget (Hyperband's; ASHA trains as many epochs).
         seed: seeds the oracle (the sequence of trials) and each trial's initial weights.
         on_trial_done: called with (tuner, trial, record) after each trial, for results/progress.
@@ -73,10 +75,11 @@ class ResNetTuner(kt.Hyperband):
     """
 
     def __init__(self, hypermodel: ResNetHyperModel, results_dir: pathlib.Path, *, max_epochs: int, factor: int,
-                 iterations: int, seed: int, algorithm: str = "hyperband", on_trial_done: Callable | None = None,
+                 iterations: int, seed: int, algorithm: str = "hyperband", objective: str = DEFAULT_OBJECTIVE,
+                 on_trial_done: Callable | None = None,
                  progress: Reporter | None = None, overwrite: bool = False, **kwargs):
         oracle = make_oracle(
-            algorithm, objective=kt.Objective("val_accuracy", "max"), max_epochs=max_epochs, factor=factor,
+            algorithm, objective=kt.Objective(objective, OBJECTIVES[objective]), max_epochs=max_epochs, factor=factor,
             hyperband_iterations=iterations, seed=oracle_seed(seed), check=hypermodel.sampler.check,
         )
         self.results_dir = pathlib.Path(results_dir)
@@ -140,7 +143,7 @@ class ResNetTuner(kt.Hyperband):
             self._resume_weights = trial_dir / resume.weights
             record.resumed_from_epoch = resume.epoch + 1
             if resume.epoch + 1 >= record.epochs:  # killed after its last epoch, before it was recorded
-                return {"val_accuracy": resume.best}
+                return {self.oracle.objective.name: resume.best}
         start = record.initial_epoch if resume is None else resume.epoch + 1
         self._seed_run(record.run)
         checkpoint = TimedSaveBestEpoch(self.oracle.objective, self._get_checkpoint_fname(trial.trial_id), record,
@@ -148,7 +151,8 @@ class ResNetTuner(kt.Hyperband):
         best_before = self.oracle.get_trial(record.parent).score if record.parent is not None else None
         if resume is not None and resume.best is not None:
             checkpoint.best_value = resume.best
-            best_before = max(best_before or 0.0, resume.best)
+            if best_before is None or self.oracle.objective.better_than(resume.best, best_before):
+                best_before = resume.best
         fault = fault_for(trial.trial_id)
         base_callbacks = list(kwargs.pop("callbacks", []))
 
@@ -198,7 +202,8 @@ class ResNetTuner(kt.Hyperband):
         return [tensorboard_callback(logdir),
                 TrialLogger(logdir, record.run, {**record.hyperparameters, "bracket": record.bracket}, cost.params,
                             cost.flops, record.bracket, record.round,
-                            first_round=record.parent is None and resume is None, best_so_far=best_before)]
+                            first_round=record.parent is None and resume is None, best_so_far=best_before,
+                            objective=self.oracle.objective.name)]
 
     @staticmethod
     def _fit_halving_on_oom(attempt, batch_size: int, record: TrialRecord):
@@ -220,7 +225,7 @@ class ResNetTuner(kt.Hyperband):
 
     def _seed_run(self, run: str) -> None:
         """Same configuration, same initial weights, whatever order the trials run in."""
-        keras.utils.set_random_seed((self.seed * 1_000_003 + zlib.crc32(run.encode())) % 2**31)
+        keras.utils.set_random_seed(configuration_seed(self.seed, run))
 
     def recreate_checkpoint(self, trial) -> float | None:
         """Train a finished trial's configuration again from scratch, for its epochs, and write its
@@ -311,9 +316,13 @@ class ResNetTuner(kt.Hyperband):
         return saved
 
     def _close_record(self, record: TrialRecord, ended, trial) -> None:
-        """An ended trial's record: status, score and best step from the oracle's copy `ended`; its
-        resume files removed and its error kept (and shown in TensorBoard) as `trial` says."""
-        record.status, record.val_accuracy, record.best_step = ended.status, ended.score, ended.best_step
+        """An ended trial's record: status, score, best step and the validation metrics at that step
+        from the oracle's copy `ended`; its resume files removed and its error kept (and shown in
+        TensorBoard) as `trial` says."""
+        objective = self.oracle.objective.name
+        record.status, record.score, record.best_step = ended.status, ended.score, ended.best_step
+        record.objective, record.metrics = objective, best_epoch_metrics(ended)
+        record.val_accuracy = ended.score if objective == "val_accuracy" else record.metrics.get("val_accuracy")
         if trial.status in FINISHED:
             clear_resume(pathlib.Path(self.get_trial_dir(trial.trial_id)))
         if trial.message and trial.status != "COMPLETED":
@@ -332,3 +341,19 @@ def error_line(error: BaseException) -> str:
     """The first line of an error's message (TensorFlow's errors keep it in `.message`)."""
     text = str(getattr(error, "message", None) or error)
     return text.splitlines()[0] if text else type(error).__name__
+
+
+def best_epoch_metrics(trial) -> dict[str, float]:
+    """Every validation metric of a keras-tuner `Trial` at its best step, as the oracle recorded
+    them (every epoch's logs are reported to it); {} before it has a best step."""
+    out = {}
+    for name, history in sorted(trial.metrics.metrics.items()):
+        if name.startswith("val_"):
+            out.update({name: float(obs.mean()) for obs in history.get_history() if obs.step == trial.best_step})
+    return out
+
+
+def configuration_seed(seed: int, run: str) -> int:
+    """The random seed a configuration trains with in a search of `seed` (`run`: its TensorBoard run
+    name): the same whatever order the trials run in."""
+    return (seed * 1_000_003 + zlib.crc32(run.encode())) % 2**31

@@ -16,6 +16,10 @@ def build_parser() -> Parser:
                 "as model.keras + a TensorFlow SavedModel, with model_card.json and MODEL_CARD.md.")
     p.add_argument("run_dir", help="the search's results folder, results/<name>")
     p.add_argument("--trial", help="trial id to export instead of the best (see leaderboard.md)")
+    p.add_argument("--max-params", type=int, metavar="N", help="export the best trial (by the run's objective) with "
+                   "at most N trainable parameters; one whose checkpoint was pruned is trained again from its "
+                   "recorded hyperparameters")
+    p.add_argument("--max-flops", type=int, metavar="N", help="the same, with at most N multiply-adds per image")
     p.add_argument("--output", help="export folder (default: <run_dir>/export)")
     p.add_argument("--format", dest="formats", action="append", choices=FORMATS,
                    help="keras, savedmodel or tflite; repeat for several (default: keras and savedmodel; keras "
@@ -34,7 +38,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def run() -> None:
         export(args.run_dir, trial=args.trial, output=args.output, formats=args.formats, retrain=args.retrain,
-               overwrite=args.overwrite, verbose=args.verbose, command=command, log=lambda s: print(s, flush=True))
+               overwrite=args.overwrite, verbose=args.verbose, command=command, max_params=args.max_params,
+               max_flops=args.max_flops, log=lambda s: print(s, flush=True))
 
     return run_command(run, verbose=args.verbose)
 

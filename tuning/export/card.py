@@ -18,8 +18,12 @@ def keras_backend() -> str:
     return keras.backend.backend()
 
 
-def model_card(run: Run, trial_id, rec: TrialRecord, spec, cfg, data, test_acc, before, retrain_info, files,
-          command) -> dict:
+def model_card(run: Run, trial_id: str, spec, cfg, data, tested: dict, before, retrain_info, files, command,
+               limits: dict | None = None) -> dict:
+    """The card of an export: what the model is and takes, how it was found and trained, and how the
+    exported file itself scores on the recorded test split (`tested`: `tuning.engine.metrics.split_results`
+    of its predictions, every objective's test value and the per-class results)."""
+    rec: TrialRecord = run.records[trial_id]
     h, w, c = data.input_shape
     card = {
         "name": run.name,
@@ -44,8 +48,15 @@ def model_card(run: Run, trial_id, rec: TrialRecord, spec, cfg, data, test_acc, 
         "train_config": dataclasses.asdict(cfg),
         "params": rec.params,
         "flops": rec.flops,
+        **({"limits": limits} if limits else {}),
+        "objective": run.objective,
+        "class_weight": run.class_weight,
+        "score": rec.score,
         "val_accuracy": rec.val_accuracy,
-        "test_accuracy": test_acc,
+        "val_metrics": rec.metrics,
+        **{f"test_{k}": tested[k] for k in ("accuracy", "loss", "balanced_accuracy", "macro_f1") if k in tested},
+        "per_class": tested["per_class"],
+        "confusion_matrix": tested["confusion_matrix"],
         "epochs_trained": rec.epochs if retrain_info is None else retrain_info["epochs"],
         "dataset": data.name,
         "split_seed": data.seed,
@@ -58,8 +69,7 @@ def model_card(run: Run, trial_id, rec: TrialRecord, spec, cfg, data, test_acc, 
     if retrain_info is not None:
         card["retrain"] = retrain_info
         card["test_accuracy_before_retrain"] = before
-        card["note"] = ("retrained from scratch on train + validation, so val_accuracy is the search's score of "
-                        "this configuration, not of these weights")
+        card["note"] = retrain_info["note"]
     return card
 
 
@@ -87,8 +97,18 @@ def card_markdown(card: dict) -> str:
     ]
     if "test_accuracy_before_retrain" in card and card["test_accuracy_before_retrain"] is not None:
         lines.append(f"| test accuracy before retraining | {card['test_accuracy_before_retrain']:.4f} |")
+    lines += [f"| test {m.replace('_', ' ')} | {card[f'test_{m}']:.4f} |"
+              for m in ("balanced_accuracy", "macro_f1", "loss") if card.get(f"test_{m}") is not None]
+    objective = card.get("objective", "val_accuracy")
+    lines += [f"| objective of the search | {objective}" + (f", classes weighted {card['class_weight']}"
+                                                            if card.get("class_weight") else "") + " |"]
+    if objective != "val_accuracy" and card.get("score") is not None:
+        lines.append(f"| {objective} (search) | {card['score']:.4f} |")
+    if card.get("limits"):
+        kept = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in card["limits"].items())
+        lines.append(f"| limits kept to | {kept} |")
     lines += [
-        f"| validation accuracy (search) | {card['val_accuracy']:.4f} |",
+        f"| validation accuracy (search) | {_number(card['val_accuracy'])} |",
         f"| trainable parameters | {card['params']:,} |",
         f"| multiply-adds per image | {card['flops']:,} |",
         f"| epochs trained | {card['epochs_trained']} |",
@@ -116,12 +136,23 @@ def card_markdown(card: dict) -> str:
               f"depth {arch['depth']} blocks.", "", "```json", _json(card["spec"]), "```", "",
               "## Hyperparameters", "", "| name | value |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in card["hyperparameters"].items()]
+    if card.get("per_class"):
+        lines += ["", "## Classes on the test split", "", "| class | precision | recall | F1 | support |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {name} | {r['precision']:.4f} | {r['recall']:.4f} | {r['f1']:.4f} | {r['support']} |"
+                  for name, r in card["per_class"].items()]
+        lines += ["", "Confusion matrix (rows: true class, columns: predicted, in the order of the classes above):",
+                  "", "```", *(" ".join(f"{n:>5}" for n in row) for row in card["confusion_matrix"]), "```"]
     if "retrain" in card:
         r = card["retrain"]
         lines += ["", "## Retraining", "", f"Trained from scratch on {r['data']} ({r['images']} images) for "
                   f"{r['epochs']} epochs in {r['seconds']} s. {card['note']}."]
     lines += ["", "## Library versions", ""] + [f"- {k}: {v}" for k, v in card["versions"].items()]
     return "\n".join(lines) + "\n"
+
+
+def _number(value) -> str:
+    return "-" if value is None else f"{value:.4f}"
 
 
 def _json(d) -> str:

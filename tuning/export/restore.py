@@ -5,6 +5,8 @@ Importing this module does not import Keras; each function imports what it needs
 
 from __future__ import annotations
 
+import pathlib
+
 from search_spaces import Sampler, parse_space
 
 from ..data.datasets import load_data
@@ -31,7 +33,7 @@ def hypermodel_for(run: Run, data):
     space = parse_space(run.info["space_text"], run.info.get("space_file", "space.toml"), run.info["space"])
     sampler = Sampler(space, data.net_input_shape, data.num_classes)
     return ResNetHyperModel(space, data, max_epochs=int(run.info["max_epochs"]), sampler=sampler,
-                            seed=int(run.info.get("seed", 0)))
+                            seed=int(run.info.get("seed", 0)), class_weight=run.class_weight)
 
 
 def load_trial_model(run: Run, trial_id: str, hypermodel):
@@ -52,3 +54,39 @@ def load_trial_model(run: Run, trial_id: str, hypermodel):
 
     load_variables(model, ckpt)
     return model
+
+
+def recreate_trial_model(run: Run, trial_id: str, hypermodel, log) -> tuple[object, dict]:
+    """A trial whose checkpoint was pruned, made again: its configuration trained from scratch on
+    the training split for its epochs, seeded as the search seeded it, and the weights of its best
+    epoch by the run's objective. Returns (model, what was done, for the card)."""
+    import tempfile
+    import time
+
+    import keras
+    import keras_tuner as kt
+
+    from ..config import OBJECTIVES
+    from ..engine.callbacks import TimedSaveBestEpoch
+    from ..engine.checkpoints import load_variables
+    from ..engine.tuner import configuration_seed
+
+    rec = run.records[trial_id]
+    epochs = int(rec.epochs or 1)
+    log(f"the checkpoint of trial {trial_id} was pruned by the search; training its configuration again from its "
+        f"recorded hyperparameters, from scratch for {epochs} epochs")
+    t0 = time.perf_counter()
+    keras.utils.set_random_seed(configuration_seed(int(run.info.get("seed", 0)), rec.run or f"trial_{trial_id}"))
+    hp = hypermodel.hyperparameters(run.values(trial_id))
+    model = hypermodel.build(hp)
+    objective = kt.Objective(run.objective, OBJECTIVES[run.objective])
+    with tempfile.TemporaryDirectory() as scratch:
+        best = TimedSaveBestEpoch(objective, str(pathlib.Path(scratch) / "best.npz"), None)
+        hypermodel.fit(hp, model, epochs=epochs, initial_epoch=0, callbacks=[best])
+        load_variables(model, pathlib.Path(scratch) / "best.npz")
+    return model, {"reason": "checkpoint pruned", "epochs": epochs, "data": "train",
+                   "images": int(len(hypermodel.data.y_train)),
+                   f"{run.objective}": None if best.best_value is None else float(best.best_value),
+                   "seconds": round(time.perf_counter() - t0, 1),
+                   "note": "trained again from scratch (its checkpoint was pruned), so the validation scores are "
+                           "the search's of this configuration, not of these weights"}

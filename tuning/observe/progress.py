@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO
 
-from ..run.records import TrialRecord
+from ..run.records import TrialRecord, best_record
 
 PROGRESS_ENV = "TUNING_PROGRESS"
 AFTER_ENV = "TUNING_PROGRESS_AFTER"
@@ -119,10 +119,10 @@ def time_left(elapsed: float, done: float, total: float) -> float:
 def progress_line(planned: list, records: dict[str, TrialRecord], record: TrialRecord, elapsed: float) -> str:
     """One line per finished trial: its score, the best so far, trials done, time left."""
     remaining = time_left(elapsed, *search_work(planned, records.values()))
-    scores = [r.val_accuracy for r in records.values() if r.val_accuracy is not None]
-    best = f"{max(scores):.4f}" if scores else "-"
+    top = best_record(records.values())
+    best = f"{top.score:.4f}" if top is not None else "-"
     if record.status == "COMPLETED":
-        what = f"val_accuracy {record.val_accuracy:.4f}"
+        what = f"{record.objective} {record.score:.4f}"
     else:
         what = f"{(record.status or '?').lower()}: {(record.error or '')[:120]}"
     return (f"trial {record.trial_id} (bracket {record.bracket}, round {record.round}, {record.epochs} epochs) "

@@ -7,7 +7,8 @@ Layout under ``results/<name>/tensorboard/``:
   `tensorboard_callback` writes per-epoch loss, accuracy and learning rate to ``train/`` and
   ``validation/`` (the tags Keras' TensorBoard callback uses); the run itself holds the HParams
   session (hyperparameters, bracket), ``params`` and ``flops`` scalars, and per epoch
-  ``best_val_accuracy`` (what Hyperband ranks by) and ``hyperband/round`` / ``hyperband/bracket``.
+  ``best_<objective>`` (what Hyperband ranks by, e.g. ``best_val_accuracy``) and
+  ``hyperband/round`` / ``hyperband/bracket``.
   When Hyperband promotes the configuration, its next trial trains from ``initial_epoch`` into
   the same run, so the curve continues instead of starting a new one.
 
@@ -37,11 +38,14 @@ from tensorboard.plugins.text import metadata as text_metadata
 from tensorboard.summary.writer.record_writer import RecordWriter
 from tensorboard.util import tensor_util
 
+from ..config import OBJECTIVES
+
 METRICS = (
-    # (tag, group, display name)
-    ("best_val_accuracy", None, "best val_accuracy"),
+    # (tag, group, display name); the best of the run's objective comes first (`metric_infos`)
     ("epoch_accuracy", "validation", "val_accuracy"),
     ("epoch_loss", "validation", "val_loss"),
+    ("epoch_balanced_accuracy", "validation", "val_balanced_accuracy"),
+    ("epoch_macro_f1", "validation", "val_macro_f1"),
     ("epoch_accuracy", "train", "accuracy"),
     ("params", None, "parameters"),
     ("flops", None, "FLOPs (multiply-adds per image)"),
@@ -131,10 +135,12 @@ def _hparam_info(name: str, hps: list) -> api_pb2.HParamInfo:
     return info
 
 
-def write_experiment_config(logdir: pathlib.Path, space_hps: Iterable, aliases: Mapping[str, str]) -> None:
+def write_experiment_config(logdir: pathlib.Path, space_hps: Iterable, aliases: Mapping[str, str],
+                            objective: str = "val_accuracy") -> None:
     """Declare the HParams experiment (columns and metrics) once, at the log root.
 
-    `aliases` maps keras-tuner names to canonical ones (one column per canonical name).
+    `aliases` maps keras-tuner names to canonical ones (one column per canonical name); the first
+    metric is the best of the run's `objective` so far (``best_<objective>``).
     """
     by_name: dict[str, list] = {}
     for h in space_hps:
@@ -142,7 +148,7 @@ def write_experiment_config(logdir: pathlib.Path, space_hps: Iterable, aliases: 
     infos = [_hparam_info(name, hps) for name, hps in by_name.items()]
     infos += [api_pb2.HParamInfo(name=name) for name in DERIVED if name not in by_name]
     metrics = [api_pb2.MetricInfo(name=api_pb2.MetricName(group=group, tag=tag), display_name=display)
-               for tag, group, display in METRICS]
+               for tag, group, display in ((f"best_{objective}", None, f"best {objective}"), *METRICS)]
     experiment = api_pb2.Experiment(hparam_infos=infos, metric_infos=metrics)
     writer = _EventWriter(logdir)
     writer.hparams(hparams_metadata.EXPERIMENT_TAG, plugin_data_pb2.HParamsPluginData(experiment=experiment))
@@ -173,17 +179,20 @@ class TrialLogger(keras.callbacks.Callback):
         params, flops: cost of the network.
         bracket, round_num: Hyperband position of this trial.
         first_round: whether this trial starts the run (writes the HParams session).
-        best_so_far: the best validation accuracy of the configuration's earlier rounds.
+        best_so_far: the best value of the objective in the configuration's earlier rounds.
+        objective: the run's objective (its best so far is the scalar ``best_<objective>``).
     """
 
     def __init__(self, run_dir: pathlib.Path, run_name: str, hparams: Mapping[str, Any], params: int, flops: int,
-                 bracket: int, round_num: int, first_round: bool, best_so_far: float | None = None):
+                 bracket: int, round_num: int, first_round: bool, best_so_far: float | None = None,
+                 objective: str = "val_accuracy"):
         super().__init__()
         self.run_dir, self.run_name = pathlib.Path(run_dir), run_name
         self.hparams = {k: v for k, v in hparams.items() if isinstance(v, (bool, int, float, str))}
         self.n_params, self.n_flops = params, flops
         self.bracket, self.round_num, self.first_round = bracket, round_num, first_round
-        self.best = best_so_far
+        self.best, self.objective = best_so_far, objective
+        self.maximize = OBJECTIVES[objective] == "max"
         self._writer: _EventWriter | None = None
 
     def on_train_begin(self, logs=None):
@@ -195,10 +204,10 @@ class TrialLogger(keras.callbacks.Callback):
             self._writer.flush()
 
     def on_epoch_end(self, epoch, logs=None):
-        acc = (logs or {}).get("val_accuracy")
-        if acc is not None:
-            self.best = max(self.best if self.best is not None else float("-inf"), float(acc))
-        values = {} if self.best is None else {"best_val_accuracy": self.best}
+        value = (logs or {}).get(self.objective)
+        if value is not None and (self.best is None or (value > self.best if self.maximize else value < self.best)):
+            self.best = float(value)
+        values = {} if self.best is None else {f"best_{self.objective}": self.best}
         values.update({"hyperband/round": float(self.round_num), "hyperband/bracket": float(self.bracket)})
         self._writer.scalars(values, step=epoch)
         self._writer.flush()

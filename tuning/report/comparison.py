@@ -11,6 +11,7 @@ import numpy as np
 
 from ..run.files import write_atomic
 from ..run.opened import Run, finished_runs
+from ..run.records import best_record
 from .curves import algorithm, algorithm_bands, anytime_curve, time_to_best
 from .plots import Curve, pyplot, save_png, step_line, time_unit
 from .single import clock, shown
@@ -75,18 +76,20 @@ def write_comparison(results_dir: str | os.PathLike, log=None) -> pathlib.Path |
     curves = [anytime_curve(r) for r in runs]
     banded = plot_comparison(runs, curves, root / "comparison.png")
     lines = [f"# Comparison of {len(runs)} runs", "", "![comparison](comparison.png)", "",
-             "Best validation accuracy so far against wall time, one point per ended trial."
+             "Each run's best score (its objective) so far against wall time, one point per ended trial."
              + (" Right: per algorithm with at least 2 runs, the median and interquartile range over a common "
                 "time grid (a run that ended earlier keeps its final best; drawn once every run of the algorithm "
                 "has a completed trial)." if banded else ""), "",
-             "| run | algorithm | seed | trials | wall time | best val_accuracy | best test_accuracy "
-             "| time to the best | busy share |", "|---|---|---|---|---|---|---|---|---|"]
+             "| run | algorithm | objective | seed | trials | wall time | best score | best test_accuracy "
+             "| time to the best | busy share |", "|---|---|---|---|---|---|---|---|---|---|"]
     for run, curve in zip(runs, curves):
         s = run.summary or {}
         reached = time_to_best(curve)
-        best_val = s.get("best_val_accuracy", max((r.val_accuracy for r in run.completed()), default=None))
+        top = best_record(run.completed())
+        best_val = s.get("best_score", s.get("best_val_accuracy", top.score if top else None))
         share = (s.get("workers") or {}).get("busy_share")
-        cells = [run.name, algorithm(run), s.get("seed", run.info.get("seed")), s.get("trials", len(run.records)),
+        cells = [run.name, algorithm(run), run.objective, s.get("seed", run.info.get("seed")),
+                 s.get("trials", len(run.records)),
                  clock(s.get("wall_seconds")), shown(best_val),
                  shown(s.get("best_test_accuracy", (run.best or {}).get("test_accuracy"))),
                  clock(reached[0]) if reached else "", "" if share is None else f"{100 * share:.0f}%"]

@@ -20,8 +20,9 @@ def algorithm(run: Run) -> str:
 
 
 def anytime_curve(run: Run) -> Curve:
-    """The best validation accuracy so far (None until a trial completed) against the run's wall seconds, one
-    point per ended trial in the order they ended: summary.json's ``anytime``, or else from the trial records."""
+    """The best score (the run's objective) so far, None until a trial completed, against the run's wall
+    seconds, one point per ended trial in the order they ended: summary.json's ``anytime``, or else from the
+    trial records."""
     points = (run.summary or {}).get("anytime")
     if points:
         return [(float(t), None if v is None else float(v)) for t, v in points]
@@ -30,7 +31,7 @@ def anytime_curve(run: Run) -> Curve:
 
 def curve_from_records(records) -> Curve:
     """`anytime_curve` from trial records: each ends at ``started + seconds``, counted from the earliest start;
-    the best is the running maximum of completed trials' val_accuracy. Gaps between sessions count as time."""
+    the best is the best score of the completed trials so far. Gaps between sessions count as time."""
     records = list(records)
     starts = [r.started for r in records if r.started is not None]
     if not starts:
@@ -40,12 +41,12 @@ def curve_from_records(records) -> Curve:
 
 
 def time_to_best(curve: Curve) -> tuple[float, float] | None:
-    """(seconds, accuracy): when the curve first reached its final best; None if no trial completed."""
+    """(seconds, score): when the curve first reached its final best; None if no trial completed."""
     scored = [(t, v) for t, v in curve if v is not None]
     if not scored:
         return None
-    top = max(v for _, v in scored)
-    return next((t, v) for t, v in scored if v == top)
+    final = scored[-1][1]  # the best so far only ever improves, whichever way the objective goes
+    return next((t, v) for t, v in scored if v == final)
 
 
 def best_at(curve: Curve, times: Sequence[float]) -> np.ndarray:

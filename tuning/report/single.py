@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ..config import maximized
 from ..observe.progress import fmt_time
 from ..run.files import write_atomic
 from ..run.leaderboard import leaderboard_rows
@@ -38,7 +39,9 @@ TOP_ROWS = 10
 
 
 def configurations(run: Run) -> list[dict[str, Any]]:
-    """One entry per configuration (a Hyperband lineage): its trials, score, cost, curve."""
+    """One entry per configuration (a Hyperband lineage): its trials, score (the run's objective),
+    cost, and the objective's curve over its epochs."""
+    objective, maximize = run.objective, maximized(run.objective)
     by_run: dict[str, list[TrialRecord]] = {}
     for rec in run.records.values():
         by_run.setdefault(rec.run if rec.run is not None else rec.trial_id, []).append(rec)
@@ -47,11 +50,12 @@ def configurations(run: Run) -> list[dict[str, Any]]:
         recs.sort(key=lambda r: r.round or 0)
         curve = []
         for r in recs:
-            vals = r.history.get("val_accuracy", [])
+            vals = r.history.get(objective, [])
             curve += [(r.initial_epoch + i + 1, v) for i, v in enumerate(vals)]
-        scores = [r.val_accuracy for r in recs if r.val_accuracy is not None]
+        scores = [r.score for r in recs if r.score is not None]
         out.append({
-            "run": name, "trials": recs, "score": max(scores) if scores else None, "curve": curve,
+            "run": name, "trials": recs, "score": (max if maximize else min)(scores) if scores else None,
+            "curve": curve,
             "params": recs[0].params, "flops": recs[0].flops, "bracket": recs[0].bracket or 0,
             "rounds": [(r.round or 0, r.initial_epoch) for r in recs],
             "hyperparameters": recs[0].hyperparameters, "best": best_record(recs),
@@ -71,20 +75,20 @@ def lineage(config: dict[str, Any]) -> str:
     return config["run"] if len(ids) < 2 else f"{config['run']} (trials {' > '.join(ids)})"
 
 
-def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
-    """Indices of the points no other point beats on both lower cost and higher accuracy."""
-    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
+def pareto_front(points: Sequence[tuple[float, float]], maximize: bool = True) -> list[int]:
+    """Indices of the points no other point beats on both lower cost and a better score (higher,
+    or lower where not `maximize`)."""
+    sign = 1.0 if maximize else -1.0
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -sign * points[i][1]))
     front, best = [], -math.inf
     for i in order:
-        if points[i][1] > best:
+        if sign * points[i][1] > best:
             front.append(i)
-            best = points[i][1]
+            best = sign * points[i][1]
     return front
 
 
-
-
-def plot_curves(configs, path: pathlib.Path, title: str) -> None:
+def plot_curves(configs, path: pathlib.Path, title: str, objective: str = "val_accuracy") -> None:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 5))
     brackets = sorted({c["bracket"] for c in configs}, reverse=True)
@@ -108,27 +112,28 @@ def plot_curves(configs, path: pathlib.Path, title: str) -> None:
     if starts:
         ax.plot([], [], "--", color="0.6", lw=0.8, label="a Hyperband round starts")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("validation accuracy")
+    ax.set_ylabel(objective)
     ax.set_title(title)
-    ax.set_ylim(0, 1.02)
+    if maximized(objective):  # the class-averaged and plain accuracies lie in [0, 1]
+        ax.set_ylim(0, 1.02)
     max_epoch = max((x for c in configs for x, _ in c["curve"]), default=1)
     ax.set_xlim(0.5, max_epoch + 0.5)
     ax.set_xticks(range(1, max_epoch + 1) if max_epoch <= 30 else ax.get_xticks())
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
+    ax.legend(loc="lower right" if maximized(objective) else "upper right")
     fig.tight_layout()
     save_png(fig, path)
     plt.close(fig)
 
 
-def plot_pareto(configs, path: pathlib.Path) -> None:
+def plot_pareto(configs, path: pathlib.Path, objective: str = "val_accuracy") -> None:
     plt = pyplot()
     scored = [c for c in configs if c["score"] is not None and c["params"]]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
     for ax, key, label in ((axes[0], "params", "trainable parameters"),
                            (axes[1], "flops", "multiply-adds per image (FLOPs)")):
         pts = [(c[key], c["score"]) for c in scored]
-        front = pareto_front(pts)
+        front = pareto_front(pts, maximized(objective))
         ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=28, color="tab:blue", alpha=0.6,
                    label="configuration")
         fx = [pts[i][0] for i in front]
@@ -148,9 +153,9 @@ def plot_pareto(configs, path: pathlib.Path) -> None:
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel(label + " (log scale)")
         ax.grid(alpha=0.3, which="both")
-    axes[0].set_ylabel("best validation accuracy")
-    axes[0].legend(loc="lower right")
-    fig.suptitle("Accuracy against cost: each point is one configuration")
+    axes[0].set_ylabel(f"best {objective}")
+    axes[0].legend(loc="lower right" if maximized(objective) else "upper right")
+    fig.suptitle(f"{objective} against cost: each point is one configuration")
     fig.tight_layout()
     save_png(fig, path)
     plt.close(fig)
@@ -170,7 +175,7 @@ def tuned_names(configs) -> list[str]:
     return out
 
 
-def plot_hyperparameters(configs, path: pathlib.Path) -> list[str]:
+def plot_hyperparameters(configs, path: pathlib.Path, objective: str = "val_accuracy") -> list[str]:
     plt = pyplot()
     scored = [c for c in configs if c["score"] is not None]
     names = tuned_names(scored)
@@ -203,7 +208,7 @@ def plot_hyperparameters(configs, path: pathlib.Path) -> list[str]:
         ax.set_title(name, fontsize=10)
         ax.grid(alpha=0.3)
     for ax in axes[:, 0]:
-        ax.set_ylabel("best val accuracy")
+        ax.set_ylabel(f"best {objective}")
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
     fig.suptitle("Each tuned hyperparameter against the score (red bar: mean per value)", fontsize=11)
@@ -230,11 +235,7 @@ def shown(v) -> str:
     return str(v)
 
 
-
-
-
-
-def plot_anytime(curve: Curve, path: pathlib.Path, title: str) -> None:
+def plot_anytime(curve: Curve, path: pathlib.Path, title: str, objective: str = "val_accuracy") -> None:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.5))
     unit, label = time_unit(max((t for t, _ in curve), default=0.0))
@@ -245,7 +246,7 @@ def plot_anytime(curve: Curve, path: pathlib.Path, title: str) -> None:
                 label="a trial ends")
     rises, prev = [], None
     for t, v in curve:
-        if v is not None and (prev is None or v > prev):
+        if v is not None and v != prev:  # the best so far only ever improves
             rises.append((t / unit, v))
             prev = v
     if rises:
@@ -258,11 +259,41 @@ def plot_anytime(curve: Curve, path: pathlib.Path, title: str) -> None:
     else:
         ax.text(0.5, 0.5, "no trial completed", transform=ax.transAxes, ha="center", color="0.4")
     ax.set_xlabel(label)
-    ax.set_ylabel("best validation accuracy so far")
+    ax.set_ylabel(f"best {objective} so far")
     ax.set_xlim(left=0)
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
+    ax.legend(loc="lower right" if maximized(objective) else "upper right")
+    fig.tight_layout()
+    save_png(fig, path)
+    plt.close(fig)
+
+
+def plot_confusion(best: dict, path: pathlib.Path) -> None:
+    """The best trial's confusion matrix on the test split, with its class names; each row (a
+    true class) coloured by its share, so that a small class reads as clearly as a large one."""
+    plt = pyplot()
+    matrix = np.asarray(best["confusion_matrix"], dtype=float)
+    names = [str(n) for n in best.get("class_names") or range(len(matrix))]
+    k = len(names)
+    shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    size = min(12.0, 2.5 + 0.45 * k)
+    fig, ax = plt.subplots(figsize=(size, size * 0.85))
+    image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    if k <= 30:
+        for i in range(k):
+            for j in range(k):
+                if matrix[i, j]:
+                    ax.text(j, i, f"{int(matrix[i, j])}", ha="center", va="center", fontsize=7 if k > 12 else 9,
+                            color="white" if shares[i, j] > 0.5 else "black")
+        ax.set_xticks(range(k))
+        ax.set_xticklabels([_short(n) for n in names], rotation=45 if k > 6 else 0, ha="right" if k > 6 else "center")
+        ax.set_yticks(range(k))
+        ax.set_yticklabels([_short(n) for n in names])
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(f"Trial {best['trial_id']} on the test split: images per true and predicted class")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
     fig.tight_layout()
     save_png(fig, path)
     plt.close(fig)
@@ -273,9 +304,22 @@ def clock(seconds: float | None) -> str:
     return "" if seconds is None else fmt_time(seconds)
 
 
+def _class_markdown(best: dict) -> list[str]:
+    """The best trial's per-class results on the test split (a run from before they were
+    recorded: nothing)."""
+    per_class = best.get("per_class")
+    if not per_class:
+        return []
+    lines = ["## The best trial's classes on the test split", "", "![confusion](confusion.png)", "",
+             "| class | precision | recall | F1 | support |", "|---|---|---|---|---|"]
+    lines += [f"| {name} | {r['precision']:.4f} | {r['recall']:.4f} | {r['f1']:.4f} | {r['support']} |"
+              for name, r in per_class.items()]
+    return lines + [""]
+
+
 def _anytime_markdown(run: Run, curve: Curve) -> list[str]:
     s = run.summary or {}
-    lines = ["## Best validation accuracy against wall time", "", "![anytime](anytime.png)", "",
+    lines = [f"## Best {run.objective} against wall time", "", "![anytime](anytime.png)", "",
              f"Algorithm: {algorithm(run)}. One point per ended trial, in the order they ended "
              f"({'from summary.json' if s.get('anytime') else 'from the trial records'}).", ""]
     best = time_to_best(curve)
@@ -300,22 +344,19 @@ def _seconds(v) -> str:
     return "" if v is None else f"{v:.0f}"
 
 
-
-
-
-
 def write_report(run_dir: str | os.PathLike, log=None) -> pathlib.Path:
     """Write ``<run_dir>/report/`` and return its path. Raises `UsageError` for a bad run folder."""
     run = open_run(run_dir)
     out = run.folder.report_dir
     out.mkdir(exist_ok=True)
-    configs = configurations(run)
-    title = f"{run.name}: validation accuracy of every configuration"
-    plot_curves(configs, out / "curves.png", title)
-    plot_pareto(configs, out / "pareto.png")
-    tuned = plot_hyperparameters(configs, out / "hyperparameters.png")
+    configs, objective = configurations(run), run.objective
+    plot_curves(configs, out / "curves.png", f"{run.name}: {objective} of every configuration", objective)
+    plot_pareto(configs, out / "pareto.png", objective)
+    tuned = plot_hyperparameters(configs, out / "hyperparameters.png", objective)
     curve = anytime_curve(run)
-    plot_anytime(curve, out / "anytime.png", f"{run.name} ({algorithm(run)}): best validation accuracy so far")
+    plot_anytime(curve, out / "anytime.png", f"{run.name} ({algorithm(run)}): best {objective} so far", objective)
+    if (run.best or {}).get("confusion_matrix"):
+        plot_confusion(run.best, out / "confusion.png")
     md = _markdown(run, configs, tuned, curve)
     write_atomic(out / "report.md", md)
     html = _html(md, run.name)
@@ -357,25 +398,30 @@ def _markdown(run: Run, configs, tuned, curve: Curve) -> str:
          f"{of_workers(s)})" if s else ""),
         ("time compiling steps", _compile_text(run)),
         ("Keras backend", run.backend),
+        ("objective", run.objective + (f", classes weighted {run.class_weight}" if run.class_weight else "")),
         ("best trial", best.get("trial_id", run.best_trial_id())),
-        ("best validation accuracy", shown(best.get("val_accuracy") or max(r.val_accuracy for r in run.completed()))),
+        (f"its {run.objective}", shown(best.get("score", best.get("val_accuracy"))
+                                       or best_record(run.completed()).score)),
         ("its test accuracy", shown(best.get("test_accuracy")) or "not evaluated yet"),
+        *([(f"its test {m}", shown(best[f"test_{m}"])) for m in ("balanced_accuracy", "macro_f1")
+           if best.get(f"test_{m}") is not None]),
         ("its parameters / FLOPs", f"{shown(best.get('params'))} / {shown(best.get('flops'))}" if best else ""),
     ]
     lines += ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows] + [""]
     if best.get("hyperparameters"):
         lines += ["## Best configuration", "", "| hyperparameter | value |", "|---|---|"]
         lines += [f"| {k} | {shown(v)} |" for k, v in best["hyperparameters"].items()] + [""]
-    lines += ["## Validation accuracy against epochs", "", "![curves](curves.png)", "",
+    lines += _class_markdown(best)
+    lines += [f"## {run.objective} against epochs", "", "![curves](curves.png)", "",
               "One line per configuration; a configuration Hyperband promotes continues its line in the next "
               "round, which starts from the checkpoint of its best epoch so far.", ""]
     lines += _anytime_markdown(run, curve)
-    lines += ["## Accuracy against cost", "", "![pareto](pareto.png)", "",
+    lines += [f"## {run.objective} against cost", "", "![pareto](pareto.png)", "",
               "## Hyperparameters against the score", "", "![hyperparameters](hyperparameters.png)", "",
               f"Tuned: {', '.join(tuned)}.", "", f"## Leaderboard (top {TOP_ROWS} of {len(run.records)} trials)", ""]
     columns, table = leaderboard_rows(run.records.values())
-    cols = [c for c in columns if c in ("trial_id", "run", "bracket", "round", "epochs", "val_accuracy", "params",
-                                        "flops", "seconds")] + [c for c in tuned if c in columns][:8]
+    shown_cols = ("trial_id", "run", "bracket", "round", "epochs", run.objective, "params", "flops", "seconds")
+    cols = [c for c in columns if c in shown_cols] + [c for c in tuned if c in columns][:8]
     lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(shown(r[c]) for c in cols) + " |" for r in table[:TOP_ROWS]]
     lines += ["", "Full table: [../leaderboard.md](../leaderboard.md)", ""]

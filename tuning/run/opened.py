@@ -8,6 +8,7 @@ import os
 import pathlib
 from typing import Any
 
+from ..config import DEFAULT_OBJECTIVE
 from ..errors import UsageError
 from .files import read_json
 from .folder import RunFolder
@@ -36,6 +37,16 @@ class Run:
     def backend(self) -> str:
         """The Keras backend the run was searched on (runs from before the choice: TensorFlow)."""
         return self.info.get("backend") or (self.info.get("config") or {}).get("backend") or "tensorflow"
+
+    @property
+    def objective(self) -> str:
+        """What the run selected on (runs from before the choice: val_accuracy)."""
+        return self.info.get("objective") or DEFAULT_OBJECTIVE
+
+    @property
+    def class_weight(self) -> str | None:
+        """How the run weighted the training loss's classes (None: every image the same)."""
+        return self.info.get("class_weight")
 
     def completed(self) -> list[TrialRecord]:
         return [r for r in self.records.values() if r.completed]

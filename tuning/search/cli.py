@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from search_spaces import list_spaces
 
 from ..command import Parser, run_command
-from ..config import ALGORITHMS, PRECISIONS, STRATEGIES, SearchConfig, default
+from ..config import ALGORITHMS, CLASS_WEIGHTS, OBJECTIVES, PRECISIONS, STRATEGIES, SearchConfig, default
 from ..observe.progress import rendering, top_level_mode
 from ..runtime import BACKENDS
 from .runner import run_search
@@ -59,6 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "configurations drawn from a TPE model of the results so far (a third still at random); "
                         "asha: asynchronous successive halving, no worker waits for a round (default: "
                         f"{default('algorithm')})")
+    p.add_argument("--objective", choices=list(OBJECTIVES), help="what the search selects on (higher is better "
+                   "but for val_loss); the class-averaged ones are computed exactly on the whole validation split: "
+                   "val_balanced_accuracy (mean recall per class) and val_macro_f1 suit imbalanced classes "
+                   "(default: the space's, else val_accuracy)")
+    p.add_argument("--class-weight", choices=CLASS_WEIGHTS, help="balanced: weight the training loss by inverse "
+                   "class frequency of the training split (default: every image counts the same)")
     p.add_argument("--max-epochs", type=int, help="most epochs any configuration trains (default: the space's)")
     p.add_argument("--factor", type=int, help="keep 1/factor of the configurations each round or rung "
                    "(>= 2; default: the space's)")

@@ -137,17 +137,18 @@ def _make_tuner(ctx: Context, handover: bool):
     cfg = ctx.config
     kwargs, replicas = _strategy(cfg.strategy)
     hypermodel = ResNetHyperModel(ctx.space, ctx.data, max_epochs=cfg.max_epochs, sampler=ctx.sampler,
+                                  class_weight=cfg.class_weight,
                                   seed=cfg.seed, jit_compile=ctx.devices["jit"], replicas=replicas)
     keras_tuner_debug(cfg.verbose)  # keras-tuner prints every failed trial's traceback when DEBUG is on
     # The search's time left is asked for while a trial runs, so `tuner` is set by then.
     with _quiet(cfg.verbose):  # keras-tuner prints "Reloading Tuner from ..."
         tuner = ResNetTuner(hypermodel, ctx.folder.path, max_epochs=cfg.max_epochs, factor=cfg.factor,
-                            iterations=cfg.iterations, seed=cfg.seed, algorithm=cfg.algorithm,
+                            iterations=cfg.iterations, seed=cfg.seed, algorithm=cfg.algorithm, objective=cfg.objective,
                             on_trial_done=_on_trial_done(ctx, handover),
                             progress=Reporter(ctx.log, lambda epochs_done: _search_left(ctx, tuner, epochs_done)),
                             **kwargs)
     if ctx.role != "worker" and not any(tuner.logdir.glob("events.out.tfevents.*")):
-        write_experiment_config(tuner.logdir, tuner.oracle.get_space().space, ctx.sampler.aliases)
+        write_experiment_config(tuner.logdir, tuner.oracle.get_space().space, ctx.sampler.aliases, cfg.objective)
     return tuner, replicas
 
 
@@ -229,15 +230,48 @@ def _announce(ctx: Context, tuner, replicas: int, resuming: bool, continuing: bo
         ctx.log(f"searching space {ctx.space.name!r} on {data.name} ({data.sizes()['train']} train / "
                 f"{data.sizes()['validation']} validation images, {shape}, {data.num_classes} classes): "
                 f"{_plan_text(cfg, tuner)} on {device}; results in {ctx.folder.path}")
+    if ctx.role != "worker" and not continuing:
+        for line in class_lines(data.class_names, data.class_counts(), cfg.objective, cfg.class_weight):
+            ctx.log(line)
     if replicas > 1 or cfg.strategy:
         ctx.log(f"data-parallel over {replicas} replica(s): each trial's sampled batch size is per replica, so the "
                 f"global batch is {replicas}x the batch_size in the leaderboard")
+
+
+IMBALANCE = 3.0  # the largest training class this many times the smallest: say so
+
+
+def class_lines(names: list[str], counts: dict[str, list[int]], objective: str, class_weight: str | None) -> list[str]:
+    """The images per class of each split (one line; with more than 10 classes, the smallest and
+    largest of each split), and where the training classes are imbalanced, a note naming what
+    suits that."""
+    if len(names) <= 10:
+        per_class = (f"{name} {counts['train'][i]}/{counts['validation'][i]}/{counts['test'][i]}"
+                     for i, name in enumerate(names))
+        lines = ["images per class (train/validation/test): " + ", ".join(per_class)]
+    else:
+        lines = [f"images per class, {len(names)} classes: " + "; ".join(
+            f"{split} {min(c)} ({names[c.index(min(c))]}) to {max(c)} ({names[c.index(max(c))]})"
+            for split, c in counts.items())]
+    train = counts["train"]
+    smallest, largest = min(train), max(train)
+    if largest >= IMBALANCE * max(smallest, 1):
+        ratio = f"{largest / smallest:.1f}x" if smallest else "some classes have none"
+        now = "" if (objective, class_weight) == ("val_balanced_accuracy", "balanced") else \
+            f" (now: --objective {objective}" + (f", --class-weight {class_weight})" if class_weight else ")")
+        lines.append(f"note: the training classes are imbalanced (largest {names[train.index(largest)]} {largest} "
+                     f"images, smallest {names[train.index(smallest)]} {smallest}: {ratio}); accuracy can favour "
+                     f"the large classes: consider --objective val_balanced_accuracy and --class-weight balanced{now}")
+    return lines
 
 
 def _plan_text(cfg: SearchConfig, tuner) -> str:
     from ..engine.algorithms import NAMES
 
     budget = f"max_epochs={cfg.max_epochs} factor={cfg.factor} iterations={cfg.iterations}"
+    if cfg.objective != "val_accuracy" or cfg.class_weight:
+        budget += f", selecting on {cfg.objective}" + (f", classes weighted {cfg.class_weight}"
+                                                       if cfg.class_weight else "")
     if cfg.algorithm == "asha":
         return (f"ASHA {budget} (rungs of {', '.join(map(str, tuner.oracle.rungs))} epochs), {tuner.oracle.budget} "
                 f"epochs in all, about {len(tuner.planned)} trials")
