@@ -30,7 +30,7 @@ from ..runtime import import_tensorflow
 from .machine import machine
 from .models import bench_epoch, bench_throughput
 from .search import bench_disk, bench_memory, bench_overheads
-from .simulate import CANDIDATES, PERFECT
+from .simulate import CANDIDATES, CURVE_METRICS, PERFECT
 
 
 def build_parser() -> Parser:
@@ -75,6 +75,9 @@ def build_parser() -> Parser:
     a.add_argument("--candidates", type=int, default=CANDIDATES,
                    help=f"configurations {PERFECT}'s model chooses from (default: {CANDIDATES}, the BOHB paper's "
                         "num_samples; fewer: a weaker model)")
+    a.add_argument("--objective", choices=CURVE_METRICS, default="val_accuracy",
+                   help="what every algorithm selects on, as a search's --objective; the recorded curves hold "
+                        f"{' and '.join(CURVE_METRICS)} (default: val_accuracy)")
     for sp in (m, d, o, t, e, a):
         sp.add_argument("--out", help="write the figures as JSON here")
     return p
@@ -88,11 +91,11 @@ def _run_algorithms(args) -> None:
     algorithms = list(dict.fromkeys(["hyperband", *args.algorithms]))
     result = run_benchmark(seeds=args.seeds, workers=args.workers, space=args.space, curves=args.curves or CURVES,
                            iterations=args.iterations, jobs=args.jobs, algorithms=algorithms,
-                           candidates=args.candidates)
+                           candidates=args.candidates, objective=args.objective)
     print(table(result))
     err = result["surrogate"]
     print(f"surrogate, {err['folds']}-fold cross-validated over {err['configurations']} recorded configurations: "
-          f"best accuracy within {err['best_accuracy_mae']:.3f} (mean absolute error), Spearman "
+          f"best {args.objective} within {err['best_accuracy_mae']:.3f} (mean absolute error), Spearman "
           f"{err['best_accuracy_spearman']:.2f}; seconds per epoch within {err['seconds_per_epoch_mae']:.3f}")
     for w, per in result["summary"].items():
         if "bohb" in per:
@@ -103,7 +106,8 @@ def _run_algorithms(args) -> None:
                   f"{per[PERFECT]['ratio_of_medians']:.2f}x")
         for name in ("bohb", PERFECT):
             if per.get(name, {}).get("model_potential") is not None:
-                print(f"{w} worker(s): {LABELS[name]}: the new configurations' best accuracy at the full budget, as "
+                print(f"{w} worker(s): {LABELS[name]}: the new configurations' best {args.objective} at the full "
+                      "budget, as "
                       f"the surrogate predicts it (medians): {per[name]['model_potential']:.4f} drawn from the model, "
                       f"{per[name]['random_potential']:.4f} at random; its first model-drawn trial started at "
                       f"{per[name]['model_from']:.0f} s")

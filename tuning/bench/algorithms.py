@@ -5,7 +5,8 @@ Each algorithm's own oracle is replayed against a surrogate of real learning cur
 ``iterations``), in simulated time, with 1 and with several simulated workers. For every seed
 and worker count it measures, against that seed's Hyperband run:
 
-- the time each algorithm needs to reach Hyperband's final best validation accuracy;
+- the time each algorithm needs to reach Hyperband's final best score (validation accuracy, or
+  loss with ``--objective val_loss``);
 - its final best; the workers' busy share (time running trials / workers x wall time).
 
 It prints a table, writes every run's figures as JSON (``--out``) and plots the anytime curves,
@@ -25,7 +26,7 @@ import numpy as np
 
 from search_spaces import Sampler, load_space
 
-from ..config import ALGORITHMS
+from ..config import ALGORITHMS, OBJECTIVES
 from ..data.datasets import load_data
 from ..engine.algorithms import NAMES
 from ..report.curves import algorithm_bands
@@ -40,8 +41,8 @@ CURVES = pathlib.Path(__file__).resolve().parents[2] / "docs" / "figures" / "cur
 _STATE: dict[str, Any] = {}  # each pool process's surrogate and sampler, made once
 
 
-def surrogate_setup(curves: str, space_name: str, seed: int) -> dict[str, Any]:
-    """The space, its sampler and the surrogate fitted on the recorded `curves`."""
+def surrogate_setup(curves: str, space_name: str, seed: int, metric: str = "val_accuracy") -> dict[str, Any]:
+    """The space, its sampler and the surrogate of `metric` fitted on the recorded `curves`."""
     import keras_tuner as kt
 
     space = load_space(space_name)
@@ -50,11 +51,11 @@ def surrogate_setup(curves: str, space_name: str, seed: int) -> dict[str, Any]:
     sampler = Sampler(space, data.net_input_shape, data.num_classes)
     hp = kt.HyperParameters()
     sampler.declare(hp)
-    return {"space": space, "sampler": sampler, "surrogate": Surrogate(recorded, hp.space, seed=seed)}
+    return {"space": space, "sampler": sampler, "surrogate": Surrogate(recorded, hp.space, seed=seed, metric=metric)}
 
 
-def _setup(curves: str, space_name: str, seed: int) -> None:
-    _STATE.update(surrogate_setup(curves, space_name, seed))
+def _setup(curves: str, space_name: str, seed: int, metric: str) -> None:
+    _STATE.update(surrogate_setup(curves, space_name, seed, metric))
 
 
 def _one(job: tuple[str, int, int, int, int, int, int]) -> dict[str, Any]:
@@ -67,8 +68,9 @@ def _one(job: tuple[str, int, int, int, int, int, int]) -> dict[str, Any]:
 def run_benchmark(*, seeds: int, workers: Sequence[int], space: str = "small", curves: str | pathlib.Path = CURVES,
                   max_epochs: int | None = None, factor: int | None = None, iterations: int = 3, jobs: int = 1,
                   algorithms: Sequence[str] = ALGORITHMS, candidates: int = CANDIDATES,
-                  check_surrogate: bool = True) -> dict[str, Any]:
-    """Every algorithm for seeds ``0..seeds-1`` and each worker count; returns the runs, the
+                  check_surrogate: bool = True, objective: str = "val_accuracy") -> dict[str, Any]:
+    """Every algorithm for seeds ``0..seeds-1`` and each worker count, ranking by `objective` (a
+    metric the recorded curves hold: ``val_accuracy`` or ``val_loss``); returns the runs, the
     summary per worker count (see `summarize`) and, with `check_surrogate`, the surrogate's
     cross-validated error (`tuning.bench.simulate.surrogate_error`). `algorithms` may include
     `tuning.bench.simulate.PERFECT`, whose model takes the best of `candidates` configurations."""
@@ -76,7 +78,7 @@ def run_benchmark(*, seeds: int, workers: Sequence[int], space: str = "small", c
     max_epochs, factor = max_epochs or sp.max_epochs, factor or sp.factor
     jobs_list = [(a, s, w, max_epochs, factor, iterations, candidates)
                  for w in workers for s in range(seeds) for a in algorithms]
-    args = (str(curves), space, 0)
+    args = (str(curves), space, 0, objective)
     if jobs > 1:
         with multiprocessing.get_context("spawn").Pool(jobs, initializer=_setup, initargs=args) as pool:
             runs = pool.map(_one, jobs_list, chunksize=4)
@@ -91,24 +93,29 @@ def run_benchmark(*, seeds: int, workers: Sequence[int], space: str = "small", c
             _setup(*args)
         hp = kt.HyperParameters()
         _STATE["sampler"].declare(hp)
-        surrogate = surrogate_error(read_curves(curves), hp.space)
-    return {"space": space, "curves": str(curves), "seeds": seeds, "max_epochs": max_epochs, "factor": factor,
+        surrogate = surrogate_error(read_curves(curves), hp.space, metric=objective)
+    maximize = OBJECTIVES[objective] == "max"
+    return {"space": space, "curves": str(curves), "objective": objective, "seeds": seeds, "max_epochs": max_epochs,
+            "factor": factor,
             "iterations": iterations, "surrogate": surrogate, "runs": runs,
             **({"candidates": candidates} if PERFECT in algorithms else {}),
-            "summary": {str(w): summarize([r for r in runs if r["workers"] == w]) for w in workers}}
+            "summary": {str(w): summarize([r for r in runs if r["workers"] == w], TARGETS if maximize else (),
+                                          maximize) for w in workers}}
 
 
-def summarize(runs: Sequence[dict[str, Any]], targets: Sequence[float] = TARGETS) -> dict[str, dict[str, Any]]:
+def summarize(runs: Sequence[dict[str, Any]], targets: Sequence[float] = TARGETS,
+              maximize: bool = True) -> dict[str, dict[str, Any]]:
     """Per algorithm: medians over seeds of the final best, of the time to reach the same seed's
     Hyperband final best (inf when never reached), its ratio to Hyperband's, the share of seeds
     that reach it, the busy share, trials and epochs; and the median time to reach each of the
-    fixed `targets`."""
+    fixed `targets`. `maximize`: whether a higher score is better (the objective's direction)."""
+    sign = 1.0 if maximize else -1.0
     hb = {r["seed"]: r for r in runs if r["algorithm"] == "hyperband"}
     out = {}
     for name in dict.fromkeys(r["algorithm"] for r in runs):
         mine = [r for r in runs if r["algorithm"] == name and r["seed"] in hb]
-        times = np.array([time_to_reach(r["anytime"], hb[r["seed"]]["best"]) for r in mine])
-        hb_times = np.array([time_to_reach(hb[r["seed"]]["anytime"], hb[r["seed"]]["best"]) for r in mine])
+        times = np.array([time_to_reach(r["anytime"], hb[r["seed"]]["best"], maximize) for r in mine])
+        hb_times = np.array([time_to_reach(hb[r["seed"]]["anytime"], hb[r["seed"]]["best"], maximize) for r in mine])
         median = float(np.median(times))
         out[name] = {
             "final_best": float(np.median([r["best"] for r in mine])),
@@ -116,7 +123,7 @@ def summarize(runs: Sequence[dict[str, Any]], targets: Sequence[float] = TARGETS
             "hyperband_time": float(np.median(hb_times)),
             "ratio_of_medians": median / float(np.median(hb_times)),
             "reached": float(np.mean(np.isfinite(times))),
-            "better_final": float(np.mean([r["best"] > hb[r["seed"]]["best"] + 1e-12 for r in mine])),
+            "better_final": float(np.mean([sign * r["best"] > sign * hb[r["seed"]]["best"] + 1e-12 for r in mine])),
             "busy_share": float(np.median([r["busy_share"] for r in mine])),
             "wall": float(np.median([r["wall"] for r in mine])),
             "trials": float(np.median([r["trials"] for r in mine])),
@@ -125,7 +132,8 @@ def summarize(runs: Sequence[dict[str, Any]], targets: Sequence[float] = TARGETS
             "model_from": _median_or_none([r.get("model_from") for r in mine]),
             "model_potential": _median_or_none([r.get("model_potential") for r in mine]),
             "random_potential": _median_or_none([r.get("random_potential") for r in mine]),
-            "time_to": {str(t): float(np.median([time_to_reach(r["anytime"], t) for r in mine])) for t in targets},
+            "time_to": {str(t): float(np.median([time_to_reach(r["anytime"], t, maximize) for r in mine]))
+                        for t in targets},
         }
     return out
 
@@ -154,17 +162,18 @@ def table(result: dict[str, Any]) -> str:
         return "never" if math.isinf(t) else f"{t:.0f} s"
 
     targets = list(next(iter(next(iter(result["summary"].values())).values()))["time_to"])
-    rows = ["| workers | algorithm | median final best | median time to Hyperband's final best | ratio to "
-            "Hyperband's | seeds reaching it | seeds ending higher | busy share | wall | trials | epochs | "
-            + " | ".join(f"median time to {t}" for t in targets) + " |",
-            "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + "---:|" * len(targets)]
+    head = ["workers", "algorithm", "median final best", "median time to Hyperband's final best",
+            "ratio to Hyperband's", "seeds reaching it", "seeds ending better", "busy share", "wall", "trials",
+            "epochs", *(f"median time to {t}" for t in targets)]
+    rows = ["| " + " | ".join(head) + " |", "|---:|---|" + "---:|" * (len(head) - 2)]
     for w, per in result["summary"].items():
         for name, s in per.items():
             ratio = "-" if math.isinf(s["ratio_of_medians"]) else f"{s['ratio_of_medians']:.2f}"
-            rows.append(f"| {w} | {LABELS[name]} | {s['final_best']:.4f} | {secs(s['time_to_hyperband_best'])} | "
-                        f"{ratio} | {100 * s['reached']:.0f}% | {100 * s['better_final']:.0f}% | "
-                        f"{100 * s['busy_share']:.1f}% | {s['wall']:.0f} s | {s['trials']:.0f} | {s['epochs']:.0f} | "
-                        + " | ".join(secs(s["time_to"][t]) for t in targets) + " |")
+            cells = [w, LABELS[name], f"{s['final_best']:.4f}", secs(s["time_to_hyperband_best"]), ratio,
+                     f"{100 * s['reached']:.0f}%", f"{100 * s['better_final']:.0f}%", f"{100 * s['busy_share']:.1f}%",
+                     f"{s['wall']:.0f} s", f"{s['trials']:.0f}", f"{s['epochs']:.0f}",
+                     *(secs(s["time_to"][t]) for t in targets)]
+            rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 
@@ -184,9 +193,10 @@ def plot(result: dict[str, Any], path: pathlib.Path) -> None:
             line, = ax.plot(times / 60, med, label=f"{LABELS[name]} (median of {len(curves[name])})")
             ax.fill_between(times / 60, lo, hi, color=line.get_color(), alpha=0.2)
         finals = [r["best"] for r in runs]
-        ax.set_ylim(np.percentile(finals, 5) - 0.02, max(finals) + 0.003)
+        if result.get("objective", "val_accuracy") == "val_accuracy":
+            ax.set_ylim(np.percentile(finals, 5) - 0.02, max(finals) + 0.003)
         ax.set_xlabel("simulated wall time (minutes)")
-        ax.set_ylabel("best validation accuracy so far")
+        ax.set_ylabel(f"best {result.get('objective', 'val_accuracy')} so far")
         ax.set_title(f"{w} worker(s): median and interquartile range")
         ax.grid(alpha=0.3)
         ax.legend(loc="lower right")

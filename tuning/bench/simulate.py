@@ -30,9 +30,13 @@ from typing import Any
 
 import numpy as np
 
+from ..config import OBJECTIVES
+from ..run.records import better
+
 # Seconds a trial costs besides its epochs: building the model, checkpoints and bookkeeping
 # (docs/BENCHMARKS.md, "Where the rest of the time goes": 8.6 s over 30 trials of the small space).
 TRIAL_OVERHEAD = 0.3
+CURVE_METRICS = ("val_accuracy", "val_loss")  # what scripts/record_curves.py records for every epoch
 
 
 def read_curves(path: str | pathlib.Path) -> list[dict[str, Any]]:
@@ -78,12 +82,15 @@ class Encoder:
 
 
 class Surrogate:
-    """Validation accuracy per epoch and seconds per trial of any configuration of a space,
-    predicted by random forests fitted on recorded curves."""
+    """A validation metric per epoch (`metric`: ``val_accuracy`` or ``val_loss``, what the curves
+    hold) and seconds per trial of any configuration of a space, predicted by random forests fitted
+    on recorded curves."""
 
-    def __init__(self, curves: Sequence[Mapping[str, Any]], space: Sequence, seed: int = 0):
+    def __init__(self, curves: Sequence[Mapping[str, Any]], space: Sequence, seed: int = 0,
+                 metric: str = "val_accuracy"):
         from sklearn.ensemble import RandomForestRegressor
 
+        self.metric, self.maximize = metric, OBJECTIVES[metric] == "max"
         self.encode = Encoder(space)
         self.max_epochs = max(len(c["curve"]) for c in curves)
         rows, accs, cost_rows, per_epoch, first_extra = [], [], [], [], []
@@ -91,7 +98,7 @@ class Surrogate:
             x = self.encode(c["values"])
             for point in c["curve"]:
                 rows.append(np.append(x, point["epoch"]))
-                accs.append(point["val_accuracy"])
+                accs.append(point[metric])
             seconds = [p["seconds"] for p in c["curve"]]
             later = float(np.median(seconds[1:])) if len(seconds) > 1 else seconds[0]
             cost_rows.append(x)
@@ -104,8 +111,8 @@ class Surrogate:
         self._cache: dict[str, tuple[np.ndarray, float, float]] = {}
 
     def predict(self, values: Mapping[str, Any]) -> tuple[np.ndarray, float, float]:
-        """(validation accuracy after epochs 1..max_epochs, seconds per epoch, first epoch's extra
-        seconds) of a configuration."""
+        """(the metric after epochs 1..max_epochs, seconds per epoch, first epoch's extra seconds) of
+        a configuration."""
         key = json.dumps({k: v for k, v in values.items() if not k.startswith("tuner/")}, sort_keys=True,
                          default=str)
         if key not in self._cache:
@@ -116,31 +123,39 @@ class Surrogate:
         return self._cache[key]
 
 
-def surrogate_error(curves: Sequence[Mapping[str, Any]], space: Sequence, folds: int = 5) -> dict[str, float]:
-    """How well the surrogate predicts configurations it was not fitted on: `folds`-fold cross
-    validation over configurations. Returns the mean absolute error of the validation accuracy
-    (every epoch, and the best over all epochs), the Spearman correlation of predicted and real
-    best accuracy, and the mean absolute error of seconds per epoch."""
+def best_of(surrogate: Surrogate, curve: np.ndarray) -> float:
+    """The best value of a predicted curve under the surrogate's metric (highest, or lowest loss)."""
+    return float(curve.max() if surrogate.maximize else curve.min())
+
+
+def surrogate_error(curves: Sequence[Mapping[str, Any]], space: Sequence, folds: int = 5,
+                    metric: str = "val_accuracy") -> dict[str, float]:
+    """How well the surrogate of `metric` predicts configurations it was not fitted on: `folds`-fold
+    cross validation over configurations. Returns the mean absolute error of the metric (every
+    epoch, and the best over all epochs: ``best_accuracy_mae`` and ``accuracy_mae_per_epoch``,
+    named for the default metric), the Spearman correlation of predicted and real best, and the
+    mean absolute error of seconds per epoch."""
     from scipy.stats import spearmanr
 
     order = np.random.default_rng(0).permutation(len(curves))
     errors, per_epoch_errors, seconds_errors, real, predicted = [], [], [], [], []
     for k in range(folds):
         held = set(order[k::folds].tolist())
-        model = Surrogate([c for i, c in enumerate(curves) if i not in held], space)
+        model = Surrogate([c for i, c in enumerate(curves) if i not in held], space, metric=metric)
         for i in sorted(held):
             c = curves[i]
             curve, per_epoch, _ = model.predict(c["values"])
-            truth = np.array([p["val_accuracy"] for p in c["curve"]])
-            errors.append(abs(curve[:len(truth)].max() - truth.max()))
+            truth = np.array([p[metric] for p in c["curve"]])
+            errors.append(abs(best_of(model, curve[:len(truth)]) - best_of(model, truth)))
             per_epoch_errors.append(float(np.mean(np.abs(curve[:len(truth)] - truth))))
             seconds = [p["seconds"] for p in c["curve"]]
             seconds_errors.append(abs(per_epoch - float(np.median(seconds[1:]))))
-            real.append(truth.max())
-            predicted.append(curve[:len(truth)].max())
+            real.append(best_of(model, truth))
+            predicted.append(best_of(model, curve[:len(truth)]))
     return {"best_accuracy_mae": float(np.mean(errors)), "accuracy_mae_per_epoch": float(np.mean(per_epoch_errors)),
             "best_accuracy_spearman": float(spearmanr(real, predicted).statistic),
-            "seconds_per_epoch_mae": float(np.mean(seconds_errors)), "configurations": len(curves), "folds": folds}
+            "seconds_per_epoch_mae": float(np.mean(seconds_errors)), "configurations": len(curves), "folds": folds,
+            "metric": metric}
 
 
 PERFECT = "bohb-perfect"  # not a search algorithm: BOHB with the surrogate as its model (`perfect_model_bohb`)
@@ -163,21 +178,23 @@ def perfect_model_bohb(surrogate: Surrogate, candidates: int = CANDIDATES, **kwa
             drawn = [ResNetOracle._random_values(self) for _ in range(candidates)]
             self._seed_state, self.rejected = kept
             drawn = [c for c in drawn if c is not None and not self._duplicate(c)]
-            return max(drawn, key=lambda c: surrogate.predict(c)[0].max(), default=None)
+            sign = 1.0 if surrogate.maximize else -1.0
+            return max(drawn, key=lambda c: sign * best_of(surrogate, surrogate.predict(c)[0]), default=None)
 
     return PerfectModelBOHB(**kwargs)
 
 
 def offline_oracle(algorithm: str, sampler, *, seed: int, max_epochs: int, factor: int, iterations: int,
-                   directory: str | None = None, surrogate: Surrogate | None = None, candidates: int = CANDIDATES):
+                   directory: str | None = None, surrogate: Surrogate | None = None, candidates: int = CANDIDATES,
+                   objective: str = "val_accuracy"):
     """The search's oracle of `algorithm` (or `PERFECT`, which needs the `surrogate` and takes the
-    best of `candidates`), seeded as a search seeds it, with the sampler's space declared. Without
-    `directory` it writes no files (nothing to resume in a simulation)."""
+    best of `candidates`) ranking by `objective`, seeded as a search seeds it, with the sampler's
+    space declared. Without `directory` it writes no files (nothing to resume in a simulation)."""
     import keras_tuner as kt
 
     from ..engine.algorithms import make_oracle, oracle_seed
 
-    kwargs = dict(objective=kt.Objective("val_accuracy", "max"), max_epochs=max_epochs, factor=factor,
+    kwargs = dict(objective=kt.Objective(objective, OBJECTIVES[objective]), max_epochs=max_epochs, factor=factor,
                   hyperband_iterations=iterations, seed=oracle_seed(seed), check=sampler.check)
     oracle = (perfect_model_bohb(surrogate, candidates, **kwargs) if algorithm == PERFECT
               else make_oracle(algorithm, **kwargs))
@@ -211,7 +228,8 @@ def simulate(algorithm: str, surrogate: Surrogate, sampler, *, seed: int, worker
         (None: none was drawn so)}``: how well the model chose.
     """
     oracle = offline_oracle(algorithm, sampler, seed=seed, max_epochs=max_epochs, factor=factor,
-                            iterations=iterations, surrogate=surrogate, candidates=candidates)
+                            iterations=iterations, surrogate=surrogate, candidates=candidates,
+                            objective=surrogate.metric)
     clock, busy, events, epochs, best, anytime, model_from = 0.0, 0.0, [], 0, None, [], None
     potential: dict[str, list[float]] = {"model": [], "random": []}  # new configurations' best at full budget
     free = [f"tuner{i}" for i in range(workers)]
@@ -230,9 +248,9 @@ def simulate(algorithm: str, surrogate: Surrogate, sampler, *, seed: int, worker
             curve, per_epoch, extra = surrogate.predict(values)
             if int(values.get("tuner/round", 0)) == 0:  # a new configuration: from BOHB's model, or at random
                 drawn = "model" if trial.trial_id in getattr(oracle, "model_trials", {}) else "random"
-                potential[drawn].append(float(curve.max()))
+                potential[drawn].append(best_of(surrogate, curve))
             for e in range(start, stop):
-                oracle.update_trial(trial.trial_id, {"val_accuracy": float(curve[e])}, step=e)
+                oracle.update_trial(trial.trial_id, {surrogate.metric: float(curve[e])}, step=e)
             seconds = TRIAL_OVERHEAD + extra + per_epoch * (stop - start)
             busy, epochs = busy + seconds, epochs + stop - start
             heapq.heappush(events, (clock + seconds, trial.trial_id, worker))
@@ -244,7 +262,7 @@ def simulate(algorithm: str, surrogate: Surrogate, sampler, *, seed: int, worker
         trial.status = "COMPLETED"
         oracle.end_trial(trial)
         free.append(worker)
-        if trial.score is not None and (best is None or trial.score > best):
+        if trial.score is not None and better(trial.score, best, surrogate.maximize):
             best = float(trial.score)
         anytime.append([round(clock, 3), best])
     return {"anytime": anytime, "best": best, "wall": clock, "busy_share": busy / (workers * clock) if clock else 0.0,
@@ -253,6 +271,8 @@ def simulate(algorithm: str, surrogate: Surrogate, sampler, *, seed: int, worker
             **{f"{k}_potential": float(np.median(v)) if v else None for k, v in potential.items()}}
 
 
-def time_to_reach(anytime: Sequence[Sequence[float]], target: float) -> float:
-    """Seconds until the best so far first reaches `target` (inf if never)."""
-    return next((t for t, best in anytime if best is not None and best >= target - 1e-12), math.inf)
+def time_to_reach(anytime: Sequence[Sequence[float]], target: float, maximize: bool = True) -> float:
+    """Seconds until the best so far first reaches `target` (at least it; at most it where not
+    `maximize`), inf if never."""
+    sign = 1.0 if maximize else -1.0
+    return next((t for t, best in anytime if best is not None and sign * best >= sign * target - 1e-12), math.inf)
