@@ -164,8 +164,8 @@ def test_comparison_of_two_runs(tmp_path):
     assert "![comparison](comparison.png)" in md and "median" not in md  # one run per algorithm: no band
     rows = table_rows(md)
     assert set(rows) == {"hb", "as"}
-    assert rows["hb"] == ["hb", "hyperband", "0", "4", "0:00:35", "0.9500", "0.9300", "0:00:31", "75%"]
-    assert rows["as"] == ["as", "asha", "1", "3", "0:04:14", "0.8500", "0.9700", "0:00:08", ""]
+    assert rows["hb"] == ["hb", "hyperband", "val_accuracy", "0", "4", "0:00:35", "0.9500", "0.9300", "0:00:31", "75%"]
+    assert rows["as"] == ["as", "asha", "val_accuracy", "1", "3", "0:04:14", "0.8500", "0.9700", "0:00:08", ""]
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
@@ -187,8 +187,8 @@ def test_comparison_median_band_when_runs_share_an_algorithm(tmp_path):
     width, _ = png_size(tmp_path / "comparison.png")
     assert width >= 1300  # two panels
     rows = table_rows(md)
-    assert [rows[n][1:3] for n in ("bohb-0", "bohb-1", "hb-0")] == [["bohb", "0"], ["bohb", "1"], ["hyperband", "0"]]
-    assert rows["bohb-1"][7] == "0:00:30" and rows["bohb-0"][5] == "0.8000"
+    assert [rows[n][1:4:2] for n in ("bohb-0", "bohb-1", "hb-0")] == [["bohb", "0"], ["bohb", "1"], ["hyperband", "0"]]
+    assert rows["bohb-1"][8] == "0:00:30" and rows["bohb-0"][6] == "0.8000"
 
 
 def test_cli_on_a_results_folder(tmp_path):

@@ -97,16 +97,7 @@ def card_markdown(card: dict) -> str:
     ]
     if "test_accuracy_before_retrain" in card and card["test_accuracy_before_retrain"] is not None:
         lines.append(f"| test accuracy before retraining | {card['test_accuracy_before_retrain']:.4f} |")
-    lines += [f"| test {m.replace('_', ' ')} | {card[f'test_{m}']:.4f} |"
-              for m in ("balanced_accuracy", "macro_f1", "loss") if card.get(f"test_{m}") is not None]
-    objective = card.get("objective", "val_accuracy")
-    lines += [f"| objective of the search | {objective}" + (f", classes weighted {card['class_weight']}"
-                                                            if card.get("class_weight") else "") + " |"]
-    if objective != "val_accuracy" and card.get("score") is not None:
-        lines.append(f"| {objective} (search) | {card['score']:.4f} |")
-    if card.get("limits"):
-        kept = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in card["limits"].items())
-        lines.append(f"| limits kept to | {kept} |")
+    lines += _objective_rows(card)
     lines += [
         f"| validation accuracy (search) | {_number(card['val_accuracy'])} |",
         f"| trainable parameters | {card['params']:,} |",
@@ -136,19 +127,40 @@ def card_markdown(card: dict) -> str:
               f"depth {arch['depth']} blocks.", "", "```json", _json(card["spec"]), "```", "",
               "## Hyperparameters", "", "| name | value |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in card["hyperparameters"].items()]
-    if card.get("per_class"):
-        lines += ["", "## Classes on the test split", "", "| class | precision | recall | F1 | support |",
-                  "|---|---|---|---|---|"]
-        lines += [f"| {name} | {r['precision']:.4f} | {r['recall']:.4f} | {r['f1']:.4f} | {r['support']} |"
-                  for name, r in card["per_class"].items()]
-        lines += ["", "Confusion matrix (rows: true class, columns: predicted, in the order of the classes above):",
-                  "", "```", *(" ".join(f"{n:>5}" for n in row) for row in card["confusion_matrix"]), "```"]
+    lines += _class_section(card)
     if "retrain" in card:
         r = card["retrain"]
         lines += ["", "## Retraining", "", f"Trained from scratch on {r['data']} ({r['images']} images) for "
                   f"{r['epochs']} epochs in {r['seconds']} s. {card['note']}."]
     lines += ["", "## Library versions", ""] + [f"- {k}: {v}" for k, v in card["versions"].items()]
     return "\n".join(lines) + "\n"
+
+
+def _objective_rows(card: dict) -> list[str]:
+    """The card's rows for the other test metrics, the search's objective and the limits kept to."""
+    lines = [f"| test {m.replace('_', ' ')} | {card[f'test_{m}']:.4f} |"
+             for m in ("balanced_accuracy", "macro_f1", "loss") if card.get(f"test_{m}") is not None]
+    objective = card.get("objective", "val_accuracy")
+    weighted = f", classes weighted {card['class_weight']}" if card.get("class_weight") else ""
+    lines.append(f"| objective of the search | {objective}{weighted} |")
+    if objective != "val_accuracy" and card.get("score") is not None:
+        lines.append(f"| {objective} (search) | {card['score']:.4f} |")
+    if card.get("limits"):
+        kept = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in card["limits"].items())
+        lines.append(f"| limits kept to | {kept} |")
+    return lines
+
+
+def _class_section(card: dict) -> list[str]:
+    """Per-class precision, recall, F1 and support on the test split, and the confusion matrix."""
+    if not card.get("per_class"):
+        return []
+    lines = ["", "## Classes on the test split", "", "| class | precision | recall | F1 | support |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {name} | {r['precision']:.4f} | {r['recall']:.4f} | {r['f1']:.4f} | {r['support']} |"
+              for name, r in card["per_class"].items()]
+    return lines + ["", "Confusion matrix (rows: true class, columns: predicted, in the order of the classes above):",
+                    "", "```", *(" ".join(f"{n:>5}" for n in row) for row in card["confusion_matrix"]), "```"]
 
 
 def _number(value) -> str:

@@ -35,6 +35,9 @@ from .curves import algorithm, anytime_curve, time_to_best
 from .plots import Curve, pyplot, save_png, step_line, time_unit
 
 SKIP_HPS = {"stem", "layers", "stage_depths"}  # shown elsewhere or derived
+# How the report's headings name each objective.
+OBJECTIVE_TITLES = {"val_accuracy": "validation accuracy", "val_loss": "validation loss",
+                    "val_balanced_accuracy": "validation balanced accuracy", "val_macro_f1": "validation macro F1"}
 TOP_ROWS = 10
 
 
@@ -319,7 +322,7 @@ def _class_markdown(best: dict) -> list[str]:
 
 def _anytime_markdown(run: Run, curve: Curve) -> list[str]:
     s = run.summary or {}
-    lines = [f"## Best {run.objective} against wall time", "", "![anytime](anytime.png)", "",
+    lines = [f"## Best {OBJECTIVE_TITLES[run.objective]} against wall time", "", "![anytime](anytime.png)", "",
              f"Algorithm: {algorithm(run)}. One point per ended trial, in the order they ended "
              f"({'from summary.json' if s.get('anytime') else 'from the trial records'}).", ""]
     best = time_to_best(curve)
@@ -412,11 +415,12 @@ def _markdown(run: Run, configs, tuned, curve: Curve) -> str:
         lines += ["## Best configuration", "", "| hyperparameter | value |", "|---|---|"]
         lines += [f"| {k} | {shown(v)} |" for k, v in best["hyperparameters"].items()] + [""]
     lines += _class_markdown(best)
-    lines += [f"## {run.objective} against epochs", "", "![curves](curves.png)", "",
+    title = OBJECTIVE_TITLES[run.objective]
+    lines += [f"## {title[0].upper()}{title[1:]} against epochs", "", "![curves](curves.png)", "",
               "One line per configuration; a configuration Hyperband promotes continues its line in the next "
               "round, which starts from the checkpoint of its best epoch so far.", ""]
     lines += _anytime_markdown(run, curve)
-    lines += [f"## {run.objective} against cost", "", "![pareto](pareto.png)", "",
+    lines += [f"## {title[0].upper()}{title[1:]} against cost", "", "![pareto](pareto.png)", "",
               "## Hyperparameters against the score", "", "![hyperparameters](hyperparameters.png)", "",
               f"Tuned: {', '.join(tuned)}.", "", f"## Leaderboard (top {TOP_ROWS} of {len(run.records)} trials)", ""]
     columns, table = leaderboard_rows(run.records.values())
