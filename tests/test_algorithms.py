@@ -292,3 +292,23 @@ def test_the_perfect_model_bound_is_bohb_drawing_what_the_surrogate_predicts_bes
     weaker = simulate(PERFECT, surrogate, space_sampler, seed=4, workers=1, max_epochs=12, factor=3, iterations=2,
                       candidates=2)  # the best of 2: a weaker model
     assert run["model_potential"] > weaker["model_potential"] > run["random_potential"]
+
+
+def test_the_surrogate_benchmark_with_a_minimised_objective():
+    """`bench algorithms --objective val_loss`: the surrogate predicts the recorded losses, every
+    algorithm ranks by them, and the best so far only ever falls."""
+    from tuning.bench.algorithms import CURVES, summarize, surrogate_setup
+    from tuning.bench.simulate import simulate, time_to_reach
+
+    state = surrogate_setup(str(CURVES), "small", 0, "val_loss")
+    runs = [{"algorithm": a, "seed": 1, "workers": 1,
+             **simulate(a, state["surrogate"], state["sampler"], seed=1, workers=1, max_epochs=12, factor=3,
+                        iterations=1)} for a in ("hyperband", "asha")]
+    for run in runs:
+        bests = [b for _, b in run["anytime"] if b is not None]
+        assert bests == sorted(bests, reverse=True) and run["best"] == bests[-1] < 1.0  # losses, falling
+        assert 0 < run["best"] <= run["random_potential"] + 0.5  # potentials are lowest losses too
+    assert time_to_reach(runs[0]["anytime"], runs[0]["best"], maximize=False) <= runs[0]["wall"]
+    assert time_to_reach(runs[0]["anytime"], runs[0]["best"]) == runs[0]["anytime"][0][0]  # the wrong way: at once
+    summary = summarize(runs, (), maximize=False)
+    assert summary["hyperband"]["ratio_of_medians"] == 1.0 and summary["hyperband"]["reached"] == 1.0

@@ -39,6 +39,9 @@ def test_a_run_folder_from_before_the_split_by_concern_resumes_and_exports(tmp_p
     assert {k: after[k] for k in before} == before  # the earlier trials' records, as they were
     assert after["0003"]["resumed_from_epoch"] == 1  # the interrupted trial went on after its first epoch
     assert all(r["status"] == "COMPLETED" for r in after.values())
+    # A run from before objectives resumes as val_accuracy, and its new trials say so.
+    assert all(after[k]["objective"] == "val_accuracy" and after[k]["score"] == after[k]["val_accuracy"]
+               for k in ("0003", "0004"))
     best = json.loads((run_dir / "best.json").read_text())
     assert json.loads((run_dir / "summary.json").read_text())["trials"] == 5
 
