@@ -179,6 +179,8 @@ def test_pareto_front():
 
     pts = [(10, 0.5), (5, 0.6), (20, 0.9), (7, 0.55), (30, 0.8)]
     assert sorted(pareto_front(pts)) == [1, 2]
+    losses = [(10, 0.5), (5, 0.6), (20, 0.2), (7, 0.55), (30, 0.3)]  # an objective to minimise
+    assert sorted(pareto_front(losses, maximize=False)) == [0, 1, 2, 3]  # all but the costly 0.3
 
 
 def test_report_bad_input(tmp_path):

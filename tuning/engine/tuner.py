@@ -230,7 +230,7 @@ class ResNetTuner(kt.Hyperband):
     def recreate_checkpoint(self, trial) -> float | None:
         """Train a finished trial's configuration again from scratch, for its epochs, and write its
         best-epoch checkpoint (for a best trial whose checkpoint is missing). Returns the best
-        validation accuracy of the new training."""
+        value of the run's objective in the new training."""
         hp = trial.hyperparameters.copy()
         hp.values = {k: v for k, v in trial.hyperparameters.values.items() if k != "tuner/trial_id"}
         keras.backend.clear_session(free_memory=False)

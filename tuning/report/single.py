@@ -403,8 +403,8 @@ def _markdown(run: Run, configs, tuned, curve: Curve) -> str:
         ("Keras backend", run.backend),
         ("objective", run.objective + (f", classes weighted {run.class_weight}" if run.class_weight else "")),
         ("best trial", best.get("trial_id", run.best_trial_id())),
-        (f"its {run.objective}", shown(best.get("score", best.get("val_accuracy"))
-                                       or best_record(run.completed()).score)),
+        (f"best {OBJECTIVE_TITLES[run.objective]}", shown(best.get("score", best.get("val_accuracy"))
+                                                          or best_record(run.completed()).score)),
         ("its test accuracy", shown(best.get("test_accuracy")) or "not evaluated yet"),
         *([(f"its test {m}", shown(best[f"test_{m}"])) for m in ("balanced_accuracy", "macro_f1")
            if best.get(f"test_{m}") is not None]),

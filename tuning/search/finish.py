@@ -182,7 +182,7 @@ def best_trial(tuner, trial, records, data, folder: RunFolder, log) -> dict[str,
         log(f"note: the checkpoint of the best trial {trial.trial_id} is missing; training its configuration again "
             f"from scratch for {epochs} epochs to recreate it")
         recreated = {"reason": "checkpoint missing", "epochs": epochs,
-                     "val_accuracy": tuner.recreate_checkpoint(trial)}
+                     tuner.oracle.objective.name: tuner.recreate_checkpoint(trial)}
     model = tuner.load_model(trial)  # the trial's own best-epoch checkpoint
     sampler = tuner.hypermodel.sampler
     _, cfg, _ = sampler.resolve(values)
