@@ -109,6 +109,10 @@ def test_imbalanced_classes_are_said_with_what_suits_them():
     assert lines[0] == "images per class (train/validation/test): a 300/100/100, b 30/10/10, c 100/30/30"
     assert lines[1].startswith("note: the training classes are imbalanced (largest a 300 images, smallest b 30: 10.0x)")
     assert "--objective val_balanced_accuracy and --class-weight balanced (now: --objective val_accuracy)" in lines[1]
+    chosen = class_lines(["a", "b", "c"], counts, "val_macro_f1", "balanced")[1]
+    assert chosen.endswith("the large classes: this search counts every class the same (--objective val_macro_f1, "
+                           "--class-weight balanced)")
+    assert "(now: --objective val_macro_f1)" in class_lines(["a", "b", "c"], counts, "val_macro_f1", None)[1]
     assert len(class_lines(["a", "b"], {k: [10, 29] for k in counts}, "val_accuracy", None)) == 1  # under 3x
     many = class_lines([f"k{i}" for i in range(12)], {k: list(range(10, 22)) for k in counts}, "val_loss", None)
     assert many == ["images per class, 12 classes: train 10 (k0) to 21 (k11); validation 10 (k0) to 21 (k11); "

@@ -257,11 +257,14 @@ def class_lines(names: list[str], counts: dict[str, list[int]], objective: str, 
     smallest, largest = min(train), max(train)
     if largest >= IMBALANCE * max(smallest, 1):
         ratio = f"{largest / smallest:.1f}x" if smallest else "some classes have none"
-        now = "" if (objective, class_weight) == ("val_balanced_accuracy", "balanced") else \
-            f" (now: --objective {objective}" + (f", --class-weight {class_weight})" if class_weight else ")")
+        if objective in ("val_balanced_accuracy", "val_macro_f1") and class_weight == "balanced":
+            advice = f"this search counts every class the same (--objective {objective}, --class-weight balanced)"
+        else:
+            advice = ("consider --objective val_balanced_accuracy and --class-weight balanced (now: --objective "
+                      + objective + (f", --class-weight {class_weight})" if class_weight else ")"))
         lines.append(f"note: the training classes are imbalanced (largest {names[train.index(largest)]} {largest} "
                      f"images, smallest {names[train.index(smallest)]} {smallest}: {ratio}); accuracy can favour "
-                     f"the large classes: consider --objective val_balanced_accuracy and --class-weight balanced{now}")
+                     f"the large classes: {advice}")
     return lines
 
 
