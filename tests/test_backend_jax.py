@@ -151,6 +151,20 @@ def test_data_parallel_on_two_jax_devices(jax_env, tiny_space, tmp_path):
     assert code == 2 and "use --strategy data-parallel" in err and not (tmp_path / "x").exists()
 
 
+def test_an_objective_and_class_weights_on_jax(jax_env, tiny_space, tmp_path):
+    """Per-image class weights through the pipeline and the class-averaged metrics, on JAX."""
+    code, out, err = jax_run_cli(jax_env, "--space", tiny_space, "--results-dir", str(tmp_path), "--max-epochs", "1",
+                                 "--objective", "val_loss", "--class-weight", "balanced", "--recycle-mb", "0")
+    assert code == 0, err[-3000:]
+    assert "selecting on val_loss, classes weighted balanced" in out
+    run = tmp_path / "tiny-digits"
+    (record,) = [json.loads(p.read_text()) for p in (run / "trials").glob("*.json")]
+    assert record["objective"] == "val_loss" and record["score"] == record["metrics"]["val_loss"]
+    assert 0 < record["metrics"]["val_balanced_accuracy"] <= 1 and 0 < record["metrics"]["val_macro_f1"] <= 1
+    best = json.loads((run / "best.json").read_text())
+    assert best["objective"] == "val_loss" and best["test_loss"] > 0 and len(best["per_class"]) == 10
+
+
 def test_chief_and_two_workers_on_jax(jax_env, tiny_space, tmp_path):
     code, out, err = jax_run_cli(jax_env, "--space", tiny_space, "--results-dir", str(tmp_path), "--workers", "2",
                                  "--backend", "jax")

@@ -198,6 +198,7 @@ def test_a_search_for_macro_f1_with_balanced_weights_on_an_imbalanced_folder(tmp
     for name, results in best["per_class"].items():
         assert card["per_class"][name] == pytest.approx(results)
     assert card["test_macro_f1"] == pytest.approx(best["test_macro_f1"])
+    assert f"test_macro_f1 {card['test_macro_f1']:.4f}" in exported.stdout.strip().splitlines()[-1]
     assert "## Classes on the test split" in (run_dir / "export" / "MODEL_CARD.md").read_text()
 
 

@@ -131,7 +131,7 @@ def card_markdown(card: dict) -> str:
     if "retrain" in card:
         r = card["retrain"]
         lines += ["", "## Retraining", "", f"Trained from scratch on {r['data']} ({r['images']} images) for "
-                  f"{r['epochs']} epochs in {r['seconds']} s. {card['note']}."]
+                  f"{r['epochs']} epochs in {r['seconds']} s: {card['note']}."]
     lines += ["", "## Library versions", ""] + [f"- {k}: {v}" for k, v in card["versions"].items()]
     return "\n".join(lines) + "\n"
 

@@ -113,10 +113,17 @@ def export(
 
     tested = functools.partial(split_results, class_names=data.class_names, label_smoothing=cfg.label_smoothing)
     test_acc, files, card = _write_export(out, clean, formats, test, expected, verbose, card_for, tested)
-    log(f"exported trial {trial_id} to {out}: test_accuracy {test_acc:.4f}"
-        + (f" (before retraining {before:.4f})" if retrain and before is not None else "")
-        + f"; files: {', '.join(files.values())}, model_card.json, MODEL_CARD.md")
+    log(f"exported trial {trial_id} to {out}: {_scores(card, test_acc, before if retrain else None)}; files: "
+        f"{', '.join(files.values())}, model_card.json, MODEL_CARD.md")
     return ExportResult(out, card)
+
+
+def _scores(card: dict, test_accuracy: float, before: float | None) -> str:
+    """The export's test scores for its last line: accuracy (and before retraining), and the run's
+    objective's test value where that is another metric."""
+    text = f"test_accuracy {test_accuracy:.4f}" + (f" (before retraining {before:.4f})" if before is not None else "")
+    metric = card.get("objective", "val_accuracy").removeprefix("val_")
+    return text + (f", test_{metric} {card[f'test_{metric}']:.4f}" if metric != "accuracy" else "")
 
 
 
