@@ -9,6 +9,7 @@ statuses, scores), the same best trial, ``best.json``, and an export that works.
 `tests/test_chaos.py` runs a few in CI; for more:
 
     python -m tests.chaos --runs 10 --seed 1
+    python -m tests.chaos --extend      # each run finished at --iterations 1, then extended to 2 under kills
 """
 
 from __future__ import annotations
@@ -55,9 +56,10 @@ learning_rate = 0.003
 
 
 def command(space: pathlib.Path, results: pathlib.Path, seed: int, algorithm: str = "hyperband",
-            recycle_mb: int = 1) -> list[str]:
+            recycle_mb: int = 1, iterations: int = 1) -> list[str]:
     return [sys.executable, "-m", "tuning.search", "--space", str(space), "--results-dir", str(results),
-            "--seed", str(seed), "--recycle-mb", str(recycle_mb), "--algorithm", algorithm]
+            "--seed", str(seed), "--recycle-mb", str(recycle_mb), "--algorithm", algorithm,
+            "--iterations", str(iterations)]
 
 
 def start(cmd: list[str], faults: dict = FAULTS) -> subprocess.Popen:
@@ -88,13 +90,13 @@ def trials(run_dir: pathlib.Path) -> dict[str, dict]:
     return out
 
 
-def uninterrupted(space: pathlib.Path, results: pathlib.Path, seed: int,
-                  algorithm: str = "hyperband") -> tuple[pathlib.Path, float]:
+def uninterrupted(space: pathlib.Path, results: pathlib.Path, seed: int, algorithm: str = "hyperband",
+                  iterations: int = 1) -> tuple[pathlib.Path, float]:
     """The run folder of the search run once without a kill, every trial in one process; and the
     wall time a run that hands over after every trial takes: its own, plus a process's start-up
     (its own, up to its first trial) for every trial."""
     t0, started = time.monotonic(), time.time()
-    proc = start(command(space, results, seed, algorithm, recycle_mb=0), faults=TIES)
+    proc = start(command(space, results, seed, algorithm, recycle_mb=0, iterations=iterations), faults=TIES)
     out, err = proc.communicate(timeout=900)
     assert proc.returncode == 0, err[-3000:]
     run_dir = _run_dir(results)
@@ -109,14 +111,14 @@ def _run_dir(results: pathlib.Path) -> pathlib.Path:
 
 
 def chaotic(space: pathlib.Path, results: pathlib.Path, seed: int, rng: random.Random, kills: int = 4,
-            log=print, wall: float = 60.0, total: int = 6,
-            algorithm: str = "hyperband") -> tuple[pathlib.Path, list[str]]:
+            log=print, wall: float = 60.0, total: int = 6, algorithm: str = "hyperband",
+            iterations: int = 1) -> tuple[pathlib.Path, list[str]]:
     """Kill -9 the main process or one of its descendants `kills` times at random moments,
     re-running the same command at once each time; then let it finish. Each kill comes within
     0.9 x the time an uninterrupted run (`wall` s, `total` trials) needs for the trials still to
     run, so that it lands before the search is done (a run also starts up and ends: seconds).
     Returns the run folder and what happened."""
-    cmd = command(space, results, seed, algorithm)
+    cmd = command(space, results, seed, algorithm, iterations=iterations)
     events = []
     for attempt in range(kills + 20):
         t0 = time.monotonic()
@@ -171,6 +173,8 @@ def main(argv=None) -> int:
     p.add_argument("--kills", type=int, default=4, help="kills per run")
     p.add_argument("--dir", default=None, help="working folder (default: a new temporary one)")
     p.add_argument("--algorithm", default="hyperband", help="the search's --algorithm (default: hyperband)")
+    p.add_argument("--extend", action="store_true", help="finish each run at --iterations 1, then extend it to 2 "
+                   "under the kills; the reference runs --iterations 2 at once")
     args = p.parse_args(argv)
     import tempfile
 
@@ -178,15 +182,19 @@ def main(argv=None) -> int:
     space = work / "chaos.toml"
     space.parent.mkdir(parents=True, exist_ok=True)
     space.write_text(SPACE)
-    reference, wall = uninterrupted(space, work / "reference", 0, args.algorithm)
+    iterations = 2 if args.extend else 1
+    reference, wall = uninterrupted(space, work / "reference", 0, args.algorithm, iterations)
     print(f"uninterrupted: {wall:.1f} s, {len(trials(reference))} trials")
     rng = random.Random(args.seed)
     failed = 0
     for i in range(args.runs):
         print(f"run {i + 1}/{args.runs}:")
         try:
+            if args.extend:  # the run of 1 iteration, finished (in trial processes, as a user runs it)
+                proc = start(command(space, work / f"run{i}", 0, args.algorithm), faults=FAULTS)
+                assert proc.communicate(timeout=900)[0] is not None and proc.returncode == 0
             run_dir, _ = chaotic(space, work / f"run{i}", 0, rng, args.kills, wall=wall,
-                                 total=len(trials(reference)), algorithm=args.algorithm)
+                                 total=len(trials(reference)), algorithm=args.algorithm, iterations=iterations)
             check_same(run_dir, reference)
             print("  same trials, same best, export works")
         except AssertionError as e:

@@ -19,9 +19,10 @@ from .runtime import check, configured
 
 PRECISIONS = ("auto", "float32", "mixed", "bfloat16")
 STRATEGIES = ("data-parallel", "mirrored")
-# What a run is: a resumed run must match these (the other options may change between sessions).
-RUN_KEYS = ("space", "dataset", "seed", "algorithm", "max_epochs", "factor", "iterations", "image_size", "backend",
-            "objective", "class_weight")
+# What a run is: a resumed run must match these (the other options may change between sessions;
+# a larger budget, `iterations`, extends a run: tuning.run.owner).
+RUN_KEYS = ("space", "dataset", "seed", "algorithm", "max_epochs", "factor", "image_size", "backend", "objective",
+            "class_weight")
 # What a run folder written before a key existed holds for it.
 RUN_KEY_BEFORE = {"backend": "tensorflow", "algorithm": "hyperband", "objective": "val_accuracy"}
 ALGORITHMS = ("hyperband", "bohb", "asha")  # the oracles: tuning.engine.algorithms

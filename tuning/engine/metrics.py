@@ -17,6 +17,7 @@ Importing this module does not import Keras.
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -102,9 +103,12 @@ def split_results(labels: Sequence[int], probabilities: np.ndarray, class_names:
     y_pred = np.argmax(np.asarray(probabilities), axis=1)
     every = list(range(len(class_names)))
     precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=every, zero_division=0)
+    with warnings.catch_warnings():  # a class predicted but absent from the split counts as scikit-learn says
+        warnings.filterwarnings("ignore", "y_pred contains classes not in y_true", UserWarning)
+        balanced = float(balanced_accuracy_score(y_true, y_pred))
     out: dict[str, Any] = {
         "accuracy": float(accuracy_score(y_true, y_pred)),
-        "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)),
+        "balanced_accuracy": balanced,
         "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
     }
     if label_smoothing is not None:

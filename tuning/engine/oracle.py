@@ -84,7 +84,7 @@ class ResNetOracle(HyperbandOracle):
                 response = self._promote(trial_id, bracket, r)
                 if response is not None:
                     return response
-        if self._current_bracket == 0 and self._current_iteration + 1 == self.hyperband_iterations:
+        if self._current_bracket == 0 and self._current_iteration + 1 >= self.hyperband_iterations:
             return {"status": "IDLE"} if self.ongoing_trials else {"status": "STOPPED"}
         self._increment_bracket_num()
         self._start_new_bracket()
@@ -203,7 +203,9 @@ class ResNetOracle(HyperbandOracle):
         return state
 
     def set_state(self, state):
+        iterations = self.hyperband_iterations  # this session's budget: a larger one extends the run
         super().set_state(state)
+        self.hyperband_iterations = iterations
         self.rejected = state.get("rejected", 0)
         self.lineage = state.get("lineage", {})
         self.bracket_runs = state.get("bracket_runs", {})

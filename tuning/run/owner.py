@@ -12,6 +12,7 @@ import contextlib
 import os
 import pathlib
 import shutil
+import time
 from collections.abc import Iterator
 
 from ..config import RUN_KEY_BEFORE, RUN_KEYS, SearchConfig
@@ -22,12 +23,14 @@ from .lock import LOCK_NAME
 
 
 @contextlib.contextmanager
-def owned_run(config: SearchConfig, space) -> Iterator[tuple[RunFolder, int, bool]]:
-    """Check the run folder, lock it, and write the config to its run.json.
+def owned_run(config: SearchConfig, space, log=print) -> Iterator[tuple[RunFolder, int, bool, SearchConfig]]:
+    """Check the run folder, lock it, settle the budget and write the config to its run.json.
 
     Yields:
-        (folder, lock_fd, resuming): `lock_fd` for child processes to inherit; `resuming` when
-        the folder holds an earlier session of this run.
+        (folder, lock_fd, resuming, config): `lock_fd` for child processes to inherit; `resuming`
+        when the folder holds an earlier session of this run; `config` with the run's budget (a
+        larger ``iterations`` than the run's extends it; a smaller one leaves it as it was, said in
+        one line through `log`).
     """
     select(config.backend)  # before anything imports Keras, here and in every child process
     folder = RunFolder(config.run_dir)
@@ -37,9 +40,10 @@ def owned_run(config: SearchConfig, space) -> Iterator[tuple[RunFolder, int, boo
     with folder.lock() as lock_fd:
         if config.overwrite:
             folder.clear()
+        config = _settle_budget(folder, config, resuming, log)
         _write_config(folder, config, space, resuming)
         try:
-            yield folder, lock_fd, resuming
+            yield folder, lock_fd, resuming, config
         except BaseException:
             if not resuming and not folder.tuner_dir.exists():  # nothing ran: leave no run behind
                 folder.run_json.unlink(missing_ok=True)
@@ -48,17 +52,41 @@ def owned_run(config: SearchConfig, space) -> Iterator[tuple[RunFolder, int, boo
             raise
 
 
+def _settle_budget(folder: RunFolder, config: SearchConfig, resuming: bool, log) -> SearchConfig:
+    """The budget of a resumed run: a larger `iterations` than run.json's extends the run (its
+    trials, scores and checkpoints are kept; the new iterations follow them); a smaller one
+    changes nothing."""
+    before = (folder.read("run.json") or {}).get("iterations") if resuming else None
+    if before is None or before == config.iterations:
+        return config
+    if config.iterations > before:
+        log(f"extending {folder.path} from {before} to {config.iterations} iterations: its trials, scores and "
+            "checkpoints are kept, and the new iterations run after them")
+        return config
+    finished = (folder.read("summary.json") or {}).get("hyperband", {}).get("iterations")  # at its last end
+    done = finished is not None and finished >= before
+    log(f"{folder.path} has a budget of {before} iterations; --iterations {config.iterations} does not shrink it: "
+        + ("nothing more to do" if done else f"resuming with {before}"))
+    return config.replace(iterations=before)
+
+
 def _write_config(folder: RunFolder, config: SearchConfig, space, resuming: bool) -> None:
-    """run.json: what the run is (checked on resume) and the config every child process reads."""
+    """run.json: what the run is (checked on resume), its budget, and the config every child
+    process reads; `extended` lists each extension (iterations before and after, when)."""
     info = (folder.read("run.json") or {}) if resuming else {}
-    folder.write("run.json", {**info, **config_record(config, space)})
+    record = config_record(config, space)
+    before = info.get("iterations")
+    if before is not None and record["iterations"] > before:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        record["extended"] = [*info.get("extended", []), {"iterations": [before, record["iterations"]], "at": stamp}]
+    folder.write("run.json", {**info, **record})
 
 
 def config_record(config: SearchConfig, space) -> dict:
     """What run.json says of a search (read back by every child process): its identity, the space's
     file and text, and the whole config."""
-    return {**config.identity(space.name), "space_file": str(space.path), "space_text": space.text,
-            "config": config.to_dict()}
+    return {**config.identity(space.name), "iterations": config.iterations, "space_file": str(space.path),
+            "space_text": space.text, "config": config.to_dict()}
 
 
 def _check_existing_run(folder: RunFolder, config: SearchConfig, space) -> bool:

@@ -88,7 +88,7 @@ def _run(config: SearchConfig, space, folder: RunFolder, role: str, log, t_start
         if config.recycle_mb:
             return supervise_worker(folder, config, space, log)
         return run_session(config, space, folder, role=role, log=log, resuming=False, t_start=t_start)
-    with owned_run(config, space) as (folder, lock_fd, resuming):
+    with owned_run(config, space, log) as (folder, lock_fd, resuming, config):
         if role == "standalone" and config.recycle_mb:
             return supervise(folder, lock_fd, config, log, resuming, t_start)
         return run_session(config, space, folder, role=role, log=log, resuming=resuming, t_start=t_start)

@@ -84,7 +84,7 @@ def launch_from_cli(config: SearchConfig, workers: int, out: Callable[[str], Non
         require_gpus(config.gpus, visible_gpus(None))
     check_keras_tuner()
     config, space = config.resolve()
-    with owned_run(config, space) as (folder, lock_fd, resuming):
+    with owned_run(config, space, out) as (folder, lock_fd, resuming, config):
         return launch(folder, config, workers, out, lock_fd, resuming, started)
 
 
