@@ -160,8 +160,9 @@ def test_a_round_closed_by_failures_still_promotes_its_last_trials(tmp_path):
     assert surviving_checkpoints(tmp_path) == {oracle.get_best_trials(1)[0].trial_id}
 
 
-def test_promotion_among_ties_is_the_ranking_order(tmp_path):
-    oracle = simulate(tmp_path, lambda i: 0.5, rng=random.Random(1))
+def promotions(oracle):
+    """(promoted trial, the trials of its round that were passed over) for every promotion."""
+    promoted = {s.hyperparameters.values.get("tuner/trial_id") for s in oracle.trials.values()}
     for t in oracle.trials.values():
         parent = t.hyperparameters.values.get("tuner/trial_id")
         if parent is None:
@@ -169,9 +170,14 @@ def test_promotion_among_ties_is_the_ranking_order(tmp_path):
         rnd = t.hyperparameters.values["tuner/round"]
         siblings = [oracle.trials[i] for i, info in oracle.lineage.items()
                     if info["bracket_run"] == oracle.lineage[parent]["bracket_run"] and info["round"] == rnd - 1]
-        promoted = {s.hyperparameters.values.get("tuner/trial_id") for s in oracle.trials.values()}
+        yield oracle.trials[parent], [s for s in siblings if s.trial_id not in promoted]
+
+
+def test_promotion_among_ties_is_the_ranking_order(tmp_path):
+    oracle = simulate(tmp_path, lambda i: 0.5, rng=random.Random(1))
+    for parent, passed_over in promotions(oracle):
         # No trial of the round that was passed over ranks above the one promoted.
-        assert all(trial_key(oracle.trials[parent]) <= trial_key(s) for s in siblings if s.trial_id not in promoted)
+        assert all(trial_key(parent) <= trial_key(s) for s in passed_over)
 
 
 def test_a_minimised_objective_promotes_keeps_and_ranks_the_lowest(tmp_path):
@@ -187,15 +193,8 @@ def test_a_minimised_objective_promotes_keeps_and_ranks_the_lowest(tmp_path):
     best = oracle.get_best_trials(1)[0]
     assert best.score == min(t.score for t in oracle.trials.values() if t.status == "COMPLETED")
     assert surviving_checkpoints(tmp_path) == {best.trial_id}
-    for t in oracle.trials.values():
-        parent = t.hyperparameters.values.get("tuner/trial_id")
-        if parent is None:
-            continue
-        rnd = t.hyperparameters.values["tuner/round"]
-        siblings = [oracle.trials[i] for i, info in oracle.lineage.items()
-                    if info["bracket_run"] == oracle.lineage[parent]["bracket_run"] and info["round"] == rnd - 1]
-        promoted = {s.hyperparameters.values.get("tuner/trial_id") for s in oracle.trials.values()}
-        assert all(oracle.trials[parent].score <= s.score for s in siblings if s.trial_id not in promoted)
+    for parent, passed_over in promotions(oracle):
+        assert all(parent.score <= s.score for s in passed_over)
     records = [TrialRecord(t.trial_id, objective="val_loss", score=t.score, status=t.status,
                            epochs=t.hyperparameters.values["tuner/epochs"]) for t in oracle.trials.values()]
     assert best_record(records).trial_id == best.trial_id
