@@ -54,14 +54,13 @@ def owned_run(config: SearchConfig, space, log=print) -> Iterator[tuple[RunFolde
 
 def _settle_budget(folder: RunFolder, config: SearchConfig, resuming: bool, log) -> SearchConfig:
     """The budget of a resumed run: a larger `iterations` than run.json's extends the run (its
-    trials, scores and checkpoints are kept; the new iterations follow them); a smaller one
-    changes nothing."""
+    trials and scores are kept; the new iterations follow them); a smaller one changes nothing."""
     before = (folder.read("run.json") or {}).get("iterations") if resuming else None
     if before is None or before == config.iterations:
         return config
     if config.iterations > before:
-        log(f"extending {folder.path} from {before} to {config.iterations} iterations: its trials, scores and "
-            "checkpoints are kept, and the new iterations run after them")
+        log(f"extending {folder.path} from {before} to {config.iterations} iterations: its trials and scores are "
+            "kept, and the new iterations run after them")
         return config
     finished = (folder.read("summary.json") or {}).get("hyperband", {}).get("iterations")  # at its last end
     done = finished is not None and finished >= before
