@@ -38,7 +38,8 @@ from tensorboard.plugins.text import metadata as text_metadata
 from tensorboard.summary.writer.record_writer import RecordWriter
 from tensorboard.util import tensor_util
 
-from ..config import OBJECTIVES
+from ..config import maximized
+from ..run.records import better
 
 METRICS = (
     # (tag, group, display name); the best of the run's objective comes first (`metric_infos`)
@@ -192,7 +193,7 @@ class TrialLogger(keras.callbacks.Callback):
         self.n_params, self.n_flops = params, flops
         self.bracket, self.round_num, self.first_round = bracket, round_num, first_round
         self.best, self.objective = best_so_far, objective
-        self.maximize = OBJECTIVES[objective] == "max"
+        self.maximize = maximized(objective)
         self._writer: _EventWriter | None = None
 
     def on_train_begin(self, logs=None):
@@ -205,7 +206,7 @@ class TrialLogger(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.objective)
-        if value is not None and (self.best is None or (value > self.best if self.maximize else value < self.best)):
+        if value is not None and better(value, self.best, self.maximize):
             self.best = float(value)
         values = {} if self.best is None else {f"best_{self.objective}": self.best}
         values.update({"hyperband/round": float(self.round_num), "hyperband/bracket": float(self.bracket)})
