@@ -8,8 +8,10 @@ passes the same names to `tuning.run_search`. A search writes its resolved confi
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import pathlib
+import re
 from typing import Any
 
 from search_spaces import load_space
@@ -43,7 +45,8 @@ class SearchConfig:
     """The options of one search (see ``python -m tuning.search --help`` for each).
 
     `None` for `dataset`, `max_epochs`, `factor`, `iterations` and `image_size` means "the
-    space's"; `resolve()` fills them in.
+    space's"; `resolve()` fills them in (not `iterations` when there is a `time_budget`: the
+    search's plan chooses them, and an explicit number caps them).
     """
 
     space: str = "small"                     # a named space or the path of a .toml file
@@ -53,7 +56,8 @@ class SearchConfig:
     class_weight: str | None = None          # "balanced" or None (every image counts the same)
     max_epochs: int | None = None
     factor: int | None = None
-    iterations: int | None = None
+    iterations: int | None = None          # with a time budget: a cap (default none: the plan's, then more)
+    time_budget: float | None = None       # seconds of the run's wall time (`parse_duration`); None: no limit
     image_size: tuple[int, int] | None = None
     results_dir: str = "results"
     name: str | None = None                  # default: <space>-<dataset>
@@ -76,6 +80,10 @@ class SearchConfig:
         for key, minimum in (("max_epochs", 1), ("factor", 2), ("iterations", 1), ("seed", 0),
                              ("recycle_mb", 0)):
             _check_int(key, getattr(self, key), minimum)
+        if self.time_budget is not None and (isinstance(self.time_budget, bool) or not isinstance(
+                self.time_budget, (int, float)) or not 0 < self.time_budget < math.inf):
+            raise UsageError(f"time_budget = {self.time_budget!r} is invalid: give seconds > 0 (on the command line "
+                             "a duration such as 90s, 45m, 2h or 1h30m)")
         if self.objective is not None and self.objective not in OBJECTIVES:
             raise UsageError(f"objective = {self.objective!r} is invalid: choose from {', '.join(OBJECTIVES)}")
         if self.class_weight not in (None, *CLASS_WEIGHTS):
@@ -118,7 +126,8 @@ class SearchConfig:
         cfg = dataclasses.replace(
             cfg, dataset=dataset, image_size=cfg.image_size or _image_size(sp.image_size),
             max_epochs=cfg.max_epochs or sp.max_epochs, factor=cfg.factor or sp.factor,
-            iterations=cfg.iterations or sp.iterations, name=cfg.name or f"{sp.name}-{_slug(dataset)}",
+            iterations=cfg.iterations or (None if cfg.time_budget else sp.iterations),
+            name=cfg.name or f"{sp.name}-{_slug(dataset)}",
             objective=cfg.objective or sp.objective or DEFAULT_OBJECTIVE)
         return cfg.validate(), sp
 
@@ -157,6 +166,31 @@ class SearchConfig:
 def default(name: str) -> Any:
     """The default of one option (for the command line's help and defaults)."""
     return next(f.default for f in dataclasses.fields(SearchConfig) if f.name == name)
+
+
+_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds of a duration such as ``90s``, ``45m``, ``2h``, ``1h30m`` or ``90`` (seconds).
+
+    Raises:
+        UsageError: not such a duration, or not more than 0 seconds.
+    """
+    match = _DURATION.fullmatch(str(text).strip().lower())
+    if match is None or not any(match.groups()):
+        raise UsageError(f"time budget {text!r} is not a duration: give one such as 90s, 45m, 2h or 1h30m")
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
+    total = hours * 3600 + minutes * 60 + seconds
+    if total <= 0:
+        raise UsageError(f"time budget {text!r} is not more than 0 seconds: give one such as 90s, 45m or 2h")
+    return total
+
+
+def fmt_time(seconds: float) -> str:
+    """Seconds as ``H:MM:SS`` (how durations are shown)."""
+    seconds = int(round(max(0.0, seconds)))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 def _check_int(name: str, value, minimum: int) -> None:

@@ -81,6 +81,8 @@ class BOHBOracle(ResNetOracle):
             would hardly ever be fitted within three iterations); TPE needs fewer.
     """
 
+    UNDO = (*ResNetOracle.UNDO, "draws", "model_draws", "model_trials")
+
     def __init__(self, *args, random_fraction: float = RANDOM_FRACTION, min_points: int = MIN_POINTS, **kwargs):
         self.random_fraction = random_fraction
         self.min_points = min_points
@@ -221,7 +223,9 @@ class ASHAOracle(ResNetOracle):
         super().__init__(*args, **kwargs)
         self.top = self._get_num_brackets() - 1
         self.rungs = [self._get_epochs(self.top, k) for k in range(self.top + 1)]
-        self.budget = sum(e - s for _, _, e, s in ResNetOracle.planned_trials(self))  # every iteration's
+        # Every iteration's epochs; none with a time budget and no cap on iterations (the deadline stops it).
+        self.budget = (sum(e - s for _, _, e, s in ResNetOracle.planned_trials(self))
+                       if math.isfinite(self.hyperband_iterations) else math.inf)
 
     def spent(self) -> int:
         """Epochs started so far (running trials included)."""
@@ -248,7 +252,7 @@ class ASHAOracle(ResNetOracle):
                     if t.trial_id not in promoted and t.status == "COMPLETED"]
         return out
 
-    def populate_space(self, trial_id):
+    def next_trial(self, trial_id):
         if self.spent() >= self.budget:
             return {"status": "IDLE"} if self.ongoing_trials else {"status": "STOPPED"}
         candidates = self.promotable()
@@ -275,6 +279,8 @@ class ASHAOracle(ResNetOracle):
         running trial's parent's (`deletable`)."""
         finished = {t for t, trial in self.trials.items() if trial.status in FINISHED}
         left = self.budget - self.spent()
+        if not math.isfinite(left):  # a time budget: the epochs that still fit before its deadline
+            left = self.deadline.epochs_left() if self.deadline is not None else math.inf
         if left <= 0:
             dead = set(finished)
         else:
@@ -284,10 +290,10 @@ class ASHAOracle(ResNetOracle):
                 parent = trial.hyperparameters.values.get("tuner/trial_id")
                 if parent is not None and trial.status in FINISHED:
                     dead.add(parent)
-            for k in range(self.top):
+            for k in range(self.top if math.isfinite(left) else 0):
                 ranked = self.ranked(k)
                 running = sum(t.status == "RUNNING" and self.rung_of(t) == k for t in self.trials.values())
-                most = len(ranked) + running + left // (self.rungs[k] - (self.rungs[k - 1] if k else 0))
+                most = len(ranked) + running + int(left // (self.rungs[k] - (self.rungs[k - 1] if k else 0)))
                 dead.update(t.trial_id for t in ranked[most // self.factor:])
         return self.deletable(dead)
 
@@ -296,11 +302,13 @@ class ASHAOracle(ResNetOracle):
         synchronous successive halving over the same rungs, repeated until the budget is spent,
         one (bracket, rung, epochs, initial_epoch) per trial."""
         out, spent = [], 0
-        while spent < self.budget:
+        budget = self.budget if math.isfinite(self.budget) else sum(
+            e - s for _, _, e, s in ResNetOracle.planned_trials(self))  # a time budget: its planned iterations'
+        while spent < budget:
             for k in range(self.top + 1):
                 start = self.rungs[k - 1] if k else 0
                 for _ in range(self._get_size(self.top, k)):
-                    if spent >= self.budget:
+                    if spent >= budget:
                         break
                     out.append((self.top, k, self.rungs[k], start))
                     spent += self.rungs[k] - start

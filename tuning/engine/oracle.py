@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import pathlib
@@ -58,6 +59,7 @@ class ResNetOracle(HyperbandOracle):
         self.lineage: dict[str, dict[str, Any]] = {}   # trial id -> {"bracket_run", "round"}
         self.bracket_runs: dict[str, dict[str, Any]] = {}  # first trial id -> {"bracket", "rounds"}
         self.streak_from = 0  # failures ended before this index of end_order no longer count
+        self.budget_stop: str | None = None  # why the time budget stopped the search (`populate_space`)
         super().__init__(*args, **kwargs)
 
     def _random_values(self):
@@ -68,7 +70,30 @@ class ResNetOracle(HyperbandOracle):
             self.rejected += 1
         return None
 
+    # What choosing a trial changes, put back when the deadline refuses the trial (`populate_space`).
+    UNDO = ("_brackets", "_current_bracket", "_current_iteration", "_seed_state", "lineage", "bracket_runs",
+            "rejected")
+    deadline = None  # a `tuning.engine.budget.Deadline` when the search has a time budget
+    planned_iterations = None  # the time budget's plan, when no number of iterations is set
+
     def populate_space(self, trial_id):
+        """The next trial (`next_trial`); with a time budget, none if it is predicted to end past
+        the deadline: the search stops, and the oracle is left as if it had not been asked, so
+        that a larger budget later goes on with that very trial."""
+        if self.deadline is None:
+            return self.next_trial(trial_id)
+        saved = {name: copy.deepcopy(getattr(self, name)) for name in self.UNDO if hasattr(self, name)}
+        response = self.next_trial(trial_id)
+        if response.get("status") == "RUNNING":
+            reason = self.deadline.refuse(response["values"])
+            if reason is not None:
+                for name, value in saved.items():
+                    setattr(self, name, value)
+                self.budget_stop = reason
+                return {"status": "STOPPED"}
+        return response
+
+    def next_trial(self, trial_id):
         """Hyperband's next trial: fill the open round 0s, promote, or open the next bracket.
 
         Unlike keras-tuner's own version, a failed trial counts as finished (with no score): a
@@ -133,6 +158,10 @@ class ResNetOracle(HyperbandOracle):
         entry = self.bracket_runs.setdefault(run, {"bracket": int(values["tuner/bracket"]), "rounds": {}})
         entry["rounds"].setdefault(str(round_num), []).append(trial_id)
 
+    def iterations_begun(self) -> int:
+        """Hyperband iterations begun so far (the last one may be unfinished)."""
+        return self._current_iteration + 1 if self.trials else 0
+
     def get_best_trials(self, num_trials=1):
         """The best trials in `tuning.run.records`' total order (keras-tuner's own sort leaves ties in
         dict order, which depends on the order trials were reloaded from disk)."""
@@ -187,7 +216,8 @@ class ResNetOracle(HyperbandOracle):
     def planned_trials(self) -> list[tuple[int, int, int, int]]:
         """(bracket, round, epochs, initial_epoch) of every trial a complete search runs."""
         out = []
-        iterations = self.hyperband_iterations if math.isfinite(self.hyperband_iterations) else 1
+        iterations = (self.hyperband_iterations if math.isfinite(self.hyperband_iterations)
+                      else self.planned_iterations or 1)
         for _ in range(int(iterations)):
             for b in reversed(range(self._get_num_brackets())):
                 for r in range(self._get_num_rounds(b)):

@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO
 
+from ..config import fmt_time
 from ..run.records import TrialRecord, best_record
 
 PROGRESS_ENV = "TUNING_PROGRESS"
@@ -45,12 +46,6 @@ EVENT = "\x1eprogress "  # an event line's prefix (ASCII record separator: never
 QUIET_KEEPS = ("trial ", "best: ", "results: ", "view the trials: ", "warning: ", "error: ", "interrupted ",
                "[launcher] ")
 _CHILD_NAME = re.compile(r"^\[(chief|worker\d+)\] ")  # the prefix of a --workers child's lines
-
-
-def fmt_time(seconds: float) -> str:
-    """Seconds as ``H:MM:SS``."""
-    seconds = int(round(max(0.0, seconds)))
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 def stdout_log() -> Callable[[str], None]:
@@ -116,17 +111,22 @@ def time_left(elapsed: float, done: float, total: float) -> float:
     return elapsed / max(1, done) * max(0, total - done)
 
 
-def progress_line(planned: list, records: dict[str, TrialRecord], record: TrialRecord, elapsed: float) -> str:
-    """One line per finished trial: its score, the best so far, trials done, time left."""
+def progress_line(planned: list, records: dict[str, TrialRecord], record: TrialRecord, elapsed: float,
+                  time_budget: float | None = None) -> str:
+    """One line per finished trial: its score, the best so far, trials done, time left (with a
+    time budget, to its deadline)."""
     remaining = time_left(elapsed, *search_work(planned, records.values()))
+    if time_budget is not None:
+        remaining = time_budget - elapsed
     top = best_record(records.values())
     best = f"{top.score:.4f}" if top is not None else "-"
     if record.status == "COMPLETED":
         what = f"{record.objective} {record.score:.4f}"
     else:
         what = f"{(record.status or '?').lower()}: {(record.error or '')[:120]}"
+    trials = f"{len(records)}/{len(planned)}" if time_budget is None else str(len(records))
     return (f"trial {record.trial_id} (bracket {record.bracket}, round {record.round}, {record.epochs} epochs) "
-            f"{what} | best {best} | {len(records)}/{len(planned)} trials | {fmt_time(elapsed)} elapsed, "
+            f"{what} | best {best} | {trials} trials | {fmt_time(elapsed)} elapsed, "
             f"~{fmt_time(remaining)} left")
 
 

@@ -25,8 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config import maximized
-from ..observe.progress import fmt_time
+from ..config import fmt_time, maximized
 from ..run.files import write_atomic
 from ..run.leaderboard import leaderboard_rows
 from ..run.opened import Run, open_run

@@ -15,7 +15,7 @@ import shutil
 import time
 from collections.abc import Iterator
 
-from ..config import RUN_KEY_BEFORE, RUN_KEYS, SearchConfig
+from ..config import RUN_KEY_BEFORE, RUN_KEYS, SearchConfig, fmt_time
 from ..errors import UsageError
 from ..runtime import select
 from .folder import RunFolder
@@ -53,38 +53,68 @@ def owned_run(config: SearchConfig, space, log=print) -> Iterator[tuple[RunFolde
 
 
 def _settle_budget(folder: RunFolder, config: SearchConfig, resuming: bool, log) -> SearchConfig:
-    """The budget of a resumed run: a larger `iterations` than run.json's extends the run (its
-    trials and scores are kept; the new iterations follow them); a smaller one changes nothing."""
-    before = (folder.read("run.json") or {}).get("iterations") if resuming else None
-    if before is None or before == config.iterations:
+    """The budget of a resumed run. A larger `iterations` or `time_budget` than run.json's extends
+    the run (its trials and scores are kept; the new work follows them); a smaller one changes
+    nothing, said in one line. A command without a time budget keeps the run's."""
+    info = (folder.read("run.json") or {}) if resuming else {}
+    if not info:
         return config
-    if config.iterations > before:
-        log(f"extending {folder.path} from {before} to {config.iterations} iterations: its trials and scores are "
-            "kept, and the new iterations run after them")
+    before_time, before_iterations = info.get("time_budget"), info.get("iterations")
+    if before_time is not None or config.time_budget is not None:
+        return _settle_time(folder, config, info, log)
+    if before_iterations is None or before_iterations == config.iterations:
+        return config
+    if config.iterations > before_iterations:
+        log(f"extending {folder.path} from {before_iterations} to {config.iterations} iterations: its trials and "
+            "scores are kept, and the new iterations run after them")
         return config
     finished = (folder.read("summary.json") or {}).get("hyperband", {}).get("iterations")  # at its last end
-    done = finished is not None and finished >= before
-    log(f"{folder.path} has a budget of {before} iterations; --iterations {config.iterations} does not shrink it: "
-        + ("nothing more to do" if done else f"resuming with {before}"))
-    return config.replace(iterations=before)
+    done = finished is not None and finished >= before_iterations
+    log(f"{folder.path} has a budget of {before_iterations} iterations; --iterations {config.iterations} does not "
+        "shrink it: " + ("nothing more to do" if done else f"resuming with {before_iterations}"))
+    return config.replace(iterations=before_iterations)
+
+
+def _settle_time(folder: RunFolder, config: SearchConfig, info: dict, log) -> SearchConfig:
+    """`_settle_budget` for a run or a command with a time budget (see `tuning.engine.budget`)."""
+    before = info.get("time_budget")
+    if config.time_budget is None:  # the run's budget stays: resumed without --time-budget
+        return config.replace(time_budget=before, iterations=info.get("iterations"))
+    if before is None or config.time_budget > before:
+        what = (f"from a time budget of {fmt_time(before)}" if before is not None
+                else f"from {info.get('iterations')} iteration(s)")
+        log(f"extending {folder.path} {what} to {fmt_time(config.time_budget)} of wall time in all: its trials and "
+            "scores are kept, and the new trials run after them")
+        return config
+    if config.time_budget < before:
+        stopped = (folder.read("summary.json") or {}).get("time_budget", {}).get("stopped")
+        log(f"{folder.path} has a time budget of {fmt_time(before)}; --time-budget {fmt_time(config.time_budget)} "
+            "does not shrink it: " + ("nothing more to do" if stopped else f"resuming with {fmt_time(before)}"))
+    return config.replace(time_budget=before)
 
 
 def _write_config(folder: RunFolder, config: SearchConfig, space, resuming: bool) -> None:
     """run.json: what the run is (checked on resume), its budget, and the config every child
-    process reads; `extended` lists each extension (iterations before and after, when)."""
+    process reads; `extended` lists each extension (iterations or time budget before and after,
+    when). A time-budgeted run's max_epochs in its config is the plan's (`tuning.engine.budget`)."""
     info = (folder.read("run.json") or {}) if resuming else {}
     record = config_record(config, space)
-    before = info.get("iterations")
-    if before is not None and record["iterations"] > before:
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        record["extended"] = [*info.get("extended", []), {"iterations": [before, record["iterations"]], "at": stamp}]
+    plan = info.get("plan")
+    if plan is not None and plan.get("asked_max_epochs") == config.max_epochs:
+        record["config"]["max_epochs"] = plan["max_epochs"]
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    for key in ("iterations", "time_budget"):
+        before, now = info.get(key), record[key]
+        if info and before != now and now is not None and (before is None or now > before):
+            record["extended"] = [*record.get("extended", info.get("extended", [])), {key: [before, now], "at": stamp}]
     folder.write("run.json", {**info, **record})
 
 
 def config_record(config: SearchConfig, space) -> dict:
     """What run.json says of a search (read back by every child process): its identity, the space's
     file and text, and the whole config."""
-    return {**config.identity(space.name), "iterations": config.iterations, "space_file": str(space.path),
+    return {**config.identity(space.name), "iterations": config.iterations,
+            "time_budget": config.time_budget, "space_file": str(space.path),
             "space_text": space.text, "config": config.to_dict()}
 
 

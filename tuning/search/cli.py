@@ -13,7 +13,16 @@ from collections.abc import Sequence
 from search_spaces import list_spaces
 
 from ..command import Parser, run_command
-from ..config import ALGORITHMS, CLASS_WEIGHTS, OBJECTIVES, PRECISIONS, STRATEGIES, SearchConfig, default
+from ..config import (
+    ALGORITHMS,
+    CLASS_WEIGHTS,
+    OBJECTIVES,
+    PRECISIONS,
+    STRATEGIES,
+    SearchConfig,
+    default,
+    parse_duration,
+)
 from ..observe.progress import rendering, top_level_mode
 from ..runtime import BACKENDS
 from .runner import run_search
@@ -30,6 +39,13 @@ def _size_argument(text: str) -> tuple[int, int]:
     if len(parts) != 2 or min(parts) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a size; give N or HxW, e.g. 32 or 64x48")
     return parts[0], parts[1]
+
+
+def _duration_argument(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,6 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--iterations", type=int, help="the budget: Hyperband and BOHB run all brackets this many "
                    "times; ASHA trains as many epochs in all as they would (default: the space's). A larger value on a "
                    "finished run extends it; a smaller one changes nothing")
+    p.add_argument("--time-budget", type=_duration_argument, metavar="DURATION",
+                   help="the run's wall time, e.g. 90s, 45m, 2h or 1h30m: a short calibration plans the iterations "
+                        "that fit (a smaller max_epochs if not even one does), then the search goes on while each "
+                        "next trial is predicted to end in time. --iterations then caps it. A larger value on a "
+                        "finished run extends it")
     p.add_argument("--results-dir", default=default("results_dir"), help="parent folder of the run "
                    f"(default: {default('results_dir')})")
     p.add_argument("--name", help="run folder name (default: <space>-<dataset>)")

@@ -8,10 +8,10 @@ import shlex
 import time
 from typing import Any
 
+from ..config import fmt_time
 from ..data.images import stop_on_bad_image
 from ..engine.metrics import predict_split, split_results
 from ..errors import SystematicFailure
-from ..observe.progress import fmt_time
 from ..report import of_workers, write_comparison, write_report
 from ..run.folder import RunFolder
 from ..run.leaderboard import leaderboard_rows
@@ -68,6 +68,10 @@ def finish_run(ctx, tuner, replicas: int) -> SearchResult:
     summary = _summary(ctx, tuner, records, best, replicas)
     folder.write("summary.json", summary)
     tb_cmd = tensorboard_command(folder.path)
+    if "time_budget" in summary:
+        timed = summary["time_budget"]
+        log(f"stopped by {timed['stopped']}; {fmt_time(timed['actual_seconds'])} of the "
+            f"{fmt_time(timed['budget_seconds'])} budget used (planned ~{fmt_time(timed['planned_seconds'])})")
     log(f"best: trial {best['trial_id']} {_scores_text(best)} ({best['params']:,} parameters); {len(records)} "
         "trials in "
         f"{fmt_time(summary['wall_seconds'])} ({100 * summary['fit_share']:.0f}%{of_workers(summary) or ' of it'} "
@@ -124,6 +128,7 @@ def _summary(ctx, tuner, records, best: dict, replicas: int) -> dict[str, Any]:
         "best_val_accuracy": best["val_accuracy"], "best_test_accuracy": best["test_accuracy"],
         "algorithm": cfg.algorithm,
         "hyperband": {"max_epochs": cfg.max_epochs, "factor": cfg.factor, "iterations": cfg.iterations},
+        **({"time_budget": _time_summary(ctx, tuner, wall)} if ctx.plan is not None else {}),
         **({"asha": {"rungs": tuner.oracle.rungs, "budget_epochs": tuner.oracle.budget,
                      "epochs_started": tuner.oracle.spent()}} if cfg.algorithm == "asha" else {}),
         **({"bohb": {"new_configurations": tuner.oracle.draws, "from_model": tuner.oracle.model_draws,
@@ -136,6 +141,18 @@ def _summary(ctx, tuner, records, best: dict, replicas: int) -> dict[str, Any]:
         "normalization_sample": (data.normalization or {}).get("sample_size"),
         **_folder_summary(data),
     }
+
+
+def _time_summary(ctx, tuner, wall: float) -> dict[str, Any]:
+    """A time-budgeted search's plan and what it came to: summary.json's ``time_budget``."""
+    plan, oracle = ctx.plan, tuner.oracle
+    return {"budget_seconds": plan["time_budget"], "planned_seconds": plan["predicted_seconds"],
+            "planned_iterations": plan["iterations"],
+            "iterations_begun": oracle.iterations_begun() if ctx.config.algorithm != "asha" else None,
+            "max_epochs": plan["max_epochs"], "asked_max_epochs": plan["asked_max_epochs"],
+            "calibration_seconds": plan["calibration_seconds"], "actual_seconds": round(wall, 1),
+            "stopped": oracle.budget_stop or (f"its cap of {ctx.config.iterations} iterations"
+                                              if ctx.config.iterations else "the end of the space's configurations")}
 
 
 def worker_time(records, wall: float) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from ..run.records import TrialRecord
 from ..run.sessions import Sessions
 from ..runtime import import_keras, setup_devices
 from .finish import SearchResult, finish_run
+from .timing import install_deadline, plan_line, settle_plan
 
 
 class _Recycle(Exception):
@@ -49,6 +50,7 @@ class Context:
     devices: dict | None = None
     sessions: Sessions | None = None
     work_done: int | None = None  # the finished trials' work (`search_work`) as last counted; None: not yet
+    plan: dict | None = None  # the time budget's plan (`tuning.search.timing`)
 
 
 def run_session(config: SearchConfig, space, folder: RunFolder, *, role: str, log: Callable[[str], None],
@@ -79,7 +81,10 @@ def run_session(config: SearchConfig, space, folder: RunFolder, *, role: str, lo
     ctx.sessions = Sessions(folder, role, t_start, resuming)
     if role != "worker":
         _write_run_info(ctx)
+        ctx.plan = settle_plan(ctx)  # a time budget's (its max_epochs may be smaller than asked)
     tuner, replicas = _make_tuner(ctx, handover)
+    if ctx.plan is not None:
+        install_deadline(ctx, tuner, ctx.plan)
     if role != "worker" and not continuing:
         tuner.oracle.forget_failures()  # the user ran the command again: an old stop's streak is over
         tuner.oracle.save()
@@ -87,6 +92,8 @@ def run_session(config: SearchConfig, space, folder: RunFolder, *, role: str, lo
         tuner.recover_ended()  # records a kill cut short (`ResNetTuner.on_trial_end`)
     tuner.records.update(folder.records())
     _announce(ctx, tuner, replicas, resuming, continuing)
+    if ctx.plan is not None and ctx.plan.get("new"):
+        ctx.log(plan_line(ctx.plan, config.algorithm, config.iterations))
     _search(ctx, tuner)
     if role == "worker":
         return None
@@ -158,7 +165,10 @@ def _search_left(ctx: Context, tuner, epochs_done: float) -> float:
     if ctx.work_done is None:
         ctx.work_done = search_work(tuner.planned, ctx.folder.records().values())[0]
     total = search_work(tuner.planned, ())[1]
-    return time_left(ctx.sessions.elapsed(), ctx.work_done + epochs_done, total)
+    left = time_left(ctx.sessions.elapsed(), ctx.work_done + epochs_done, total)
+    if ctx.config.time_budget is not None:  # it goes on while trials fit, and ends by the deadline
+        left = max(0.0, ctx.config.time_budget - ctx.sessions.elapsed())
+    return left
 
 
 def _strategy(strategy: str | None) -> tuple[dict, int]:
@@ -194,10 +204,11 @@ def _on_trial_done(ctx: Context, handover: bool):
         ctx.folder.write_leaderboard(records.values())
         ctx.sessions.save()
         ctx.work_done = search_work(tuner.planned, records.values())[0]
-        ctx.log(progress_line(tuner.planned, records, record, ctx.sessions.elapsed()))
+        ctx.log(progress_line(tuner.planned, records, record, ctx.sessions.elapsed(), ctx.config.time_budget))
         if handover and ctx.config.recycle_mb:
-            # ASHA's number of trials is not known in advance: there may always be more to do.
-            _maybe_hand_over(ctx, baseline, len(records) < len(tuner.planned) or ctx.config.algorithm == "asha")
+            # ASHA's number of trials is not known in advance, nor a time-budgeted search's.
+            _maybe_hand_over(ctx, baseline, len(records) < len(tuner.planned) or ctx.config.algorithm == "asha"
+                             or ctx.config.time_budget is not None)
 
     return on_trial_done
 
@@ -224,7 +235,8 @@ def _announce(ctx: Context, tuner, replicas: int, resuming: bool, continuing: bo
             ctx.log(f"worker on {device}: running trials for {ctx.folder.path}")
     elif resuming and not continuing:
         about = "about " if cfg.algorithm == "asha" else ""  # ASHA's trials are not fixed in advance
-        ctx.log(f"resuming {ctx.folder.path}: {len(tuner.records)} of {about}{planned} trials already done ({device})")
+        of = "" if cfg.time_budget is not None else f" of {about}{planned}"  # a time budget's end is its deadline
+        ctx.log(f"resuming {ctx.folder.path}: {len(tuner.records)}{of} trials already done ({device})")
     elif not continuing:
         shape = "x".join(map(str, data.net_input_shape))
         ctx.log(f"searching space {ctx.space.name!r} on {data.name} ({data.sizes()['train']} train / "
@@ -271,7 +283,9 @@ def class_lines(names: list[str], counts: dict[str, list[int]], objective: str, 
 def _plan_text(cfg: SearchConfig, tuner) -> str:
     from ..engine.algorithms import NAMES
 
-    budget = f"max_epochs={cfg.max_epochs} factor={cfg.factor} iterations={cfg.iterations}"
+    budget = f"max_epochs={cfg.max_epochs} factor={cfg.factor} " + (
+        f"iterations={cfg.iterations}" if cfg.time_budget is None else f"time budget {fmt_time(cfg.time_budget)}"
+        + (f" (at most {cfg.iterations} iterations)" if cfg.iterations else ""))
     if cfg.objective != "val_accuracy" or cfg.class_weight:
         budget += f", selecting on {cfg.objective}" + (f", classes weighted {cfg.class_weight}"
                                                        if cfg.class_weight else "")
