@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from resnet.spec import BLOCKS, BOTTLENECK_STRIDES, SHORTCUTS, STEMS, ResNetSpec
+from resnet.zoo import ZOO
 
 from .training import train_defaults
 
@@ -154,6 +155,7 @@ class Space:
     layout: str                        # "positions" (depth + stages + downsample_at) or "per_stage"
     uniform_stages: bool               # per_stage layout: one depth shared by all stages
     text: str                          # the file's text, recorded with every run
+    tries: tuple[Mapping[str, Any], ...] = ()  # [[try]]: configurations evaluated before any random draw
 
 
 def _where(path: pathlib.Path, key: str) -> str:
@@ -254,7 +256,7 @@ def parse_space(text: str, path: str | pathlib.Path, name: str | None = None) ->
     space = Space(
         name=name or path.stem, path=path, text=text, description=_description(data, path),
         **_defaults_section(data, path), **_hyperband_section(data, path), **_limits_section(data, path),
-        **_architecture_section(data, path), **_training_section(data, path),
+        **_architecture_section(data, path), **_training_section(data, path), tries=_tries(data, path),
     )
     _check_position_counts(space)
     return space
@@ -262,7 +264,7 @@ def parse_space(text: str, path: str | pathlib.Path, name: str | None = None) ->
 
 def _description(data: Mapping, path: pathlib.Path) -> str:
     """Top level: only the known tables, and a one-line description."""
-    top = {"description", "defaults", "hyperband", "limits", "architecture", "training"}
+    top = {"description", "defaults", "hyperband", "limits", "architecture", "training", "try"}
     unknown = sorted(set(data) - top)
     if unknown:
         raise SpaceError(f"{path}: unknown top-level key(s) {unknown}; allowed: {sorted(top)}")
@@ -295,6 +297,27 @@ def _defaults_section(data: Mapping, path: pathlib.Path) -> dict[str, Any]:
         raise SpaceError(f"{path}: [defaults] objective = {objective!r} is invalid: expected a name such as "
                          "\"val_balanced_accuracy\"")
     return {"dataset": dataset, "augment": augment, "image_size": image_size, "objective": objective}
+
+
+TRY_KEYS = ("name", "zoo", *ARCH_KEYS, "downsample_at", *TRAIN_KEYS)
+
+
+def _tries(data: Mapping, path: pathlib.Path) -> tuple[Mapping[str, Any], ...]:
+    """``[[try]]``: known configurations to evaluate first, each a zoo name (``zoo = "cifar_resnet20"``)
+    and/or values of the space's hyperparameters (the space's defaults fill in the rest). Whether each
+    fits the space and the input is checked when a search starts (`Sampler.values_from`)."""
+    tries = data.get("try", [])
+    if not isinstance(tries, list) or not all(isinstance(t, dict) for t in tries):
+        raise SpaceError(f"{path}: try must be an array of tables ([[try]] sections)")
+    for i, table in enumerate(tries, 1):
+        unknown = sorted(set(table) - set(TRY_KEYS))
+        if unknown:
+            raise SpaceError(f"{path}: [[try]] number {i} has unknown key(s) {unknown}; allowed: name, zoo, and the "
+                             "space's architecture and training keys")
+        if "zoo" in table and table["zoo"] not in ZOO:
+            raise SpaceError(f"{path}: [[try]] number {i}: zoo = {table['zoo']!r} is not a zoo name; choose from "
+                             f"{', '.join(ZOO)}")
+    return tuple(tries)
 
 
 def _hyperband_section(data: Mapping, path: pathlib.Path) -> dict[str, int]:

@@ -23,7 +23,8 @@ from typing import Any
 
 from resnet import ResNetSpec, count_cost, positions_to_depths
 from resnet.cost import Cost
-from resnet.spec import STEM_HALVINGS, max_halvings
+from resnet.spec import STEM_HALVINGS, depths_to_positions, max_halvings
+from resnet.zoo import zoo_spec
 
 from .loader import OPTIMIZER_USES, SCHEDULE_USES, Param, Space, SpaceError, int_options
 from .training import TrainConfig, train_config_from
@@ -278,6 +279,35 @@ class Sampler:
             return str(e)
         return None
 
+    # ----- known configurations -------------------------------------------------------
+    def values_from(self, known: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+        """This space's keras-tuner values for a known configuration, or None and why it does not fit.
+
+        `known` holds canonical names (``depth``, ``learning_rate``, ...; an earlier trial's
+        ``hyperparameters`` or a ``[[try]]`` table); ``zoo`` names a zoo architecture. A value the
+        space does not allow leaves the configuration out; a hyperparameter it does not give
+        takes the space's default; the result must then be valid here (input size, cost limits).
+        """
+        import keras_tuner as kt
+
+        known = {**(spec_values(zoo_spec(known["zoo"])) if "zoo" in known else {}),
+                 **{k: v for k, v in known.items() if k not in ("zoo", "name")}}
+        declared = kt.HyperParameters()
+        self.declare(declared)
+        active = kt.HyperParameters()
+        for hp in declared.space:  # parents before their children
+            active.merge([hp])
+            if not active.is_active(hp):
+                continue
+            name = self.aliases.get(hp.name, hp.name)
+            value = _allowed_value(hp, known[name]) if name in known else hp.default
+            if value is _NOT_ALLOWED:
+                return None, f"{name} = {known[name]!r} is not in this space: {_domain(hp)}"
+            active.values[hp.name] = value
+        values = dict(active.values)
+        reason = self.check(values)
+        return (values, None) if reason is None else (None, reason)
+
     def describe(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """Every tuned value plus the derived layout, for TensorBoard and the leaderboard."""
         out = {k: v for k, v in self.canonical(values).items() if not k.startswith("tuner/")}
@@ -290,3 +320,61 @@ class Sampler:
         out["stage_depths"] = "-".join(map(str, spec.stage_depths))
         out["layers"] = spec.num_layers
         return out
+
+
+_NOT_ALLOWED = object()
+
+
+def spec_values(spec: ResNetSpec) -> dict[str, Any]:
+    """A spec's architecture under the spaces' canonical names (both layouts')."""
+    depth, positions = depths_to_positions(spec.stage_depths)
+    out = {"stem": spec.stem, "depth": depth, "stages": len(spec.stage_depths),
+           "downsample_at": format_positions(positions), "base_filters": spec.base_filters, "growth": spec.growth,
+           "width_multiplier": spec.width_multiplier, "block": spec.block, "preact": spec.preact,
+           "shortcut": spec.shortcut, "bottleneck_stride": spec.bottleneck_stride, "expansion": spec.expansion}
+    if len(set(spec.stage_depths)) == 1:
+        out["blocks_per_stage"] = spec.stage_depths[0]
+    out.update({f"stage{i}_blocks": d for i, d in enumerate(spec.stage_depths, 1)})
+    return out
+
+
+def _allowed_value(hp, value):
+    """`value` as hyperparameter `hp` holds it, or `_NOT_ALLOWED`."""
+    import keras_tuner as kt
+
+    kinds = kt.engine.hyperparameters
+    if isinstance(hp, kinds.Fixed):
+        return hp.value if value == hp.value else _NOT_ALLOWED
+    if isinstance(hp, kinds.Boolean):
+        return value if isinstance(value, bool) else _NOT_ALLOWED
+    if isinstance(hp, kinds.Choice):
+        same = [v for v in hp.values if v == value and isinstance(v, str) == isinstance(value, str)]
+        if same:
+            return same[0]
+        numbers = [v for v in hp.values if isinstance(v, float)]
+        if len(numbers) == len(hp.values) and _number(value) and min(numbers) <= value <= max(numbers):
+            return min(numbers, key=lambda v: abs(v - value))  # a range the space offers as values: the nearest
+        return _NOT_ALLOWED
+    if not _number(value) or not hp.min_value <= value <= hp.max_value:
+        return _NOT_ALLOWED
+    if isinstance(hp, kinds.Int):
+        if value != int(value) or (hp.step and hp.sampling != "log" and (value - hp.min_value) % hp.step):
+            return _NOT_ALLOWED
+        return int(value)
+    return float(value)
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _domain(hp) -> str:
+    values = getattr(hp, "values", None)
+    if values is not None:
+        shown = sorted(values) if all(_number(v) for v in values) else values
+        return "one of " + ", ".join(f"{v:.3g}" if isinstance(v, float) else str(v) for v in shown)
+    if hasattr(hp, "value"):
+        return f"only {hp.value}"
+    if hasattr(hp, "min_value"):
+        return f"{hp.min_value} to {hp.max_value}"
+    return "true or false"

@@ -59,6 +59,8 @@ class SearchConfig:
     iterations: int | None = None          # with a time budget: a cap (default none: the plan's, then more)
     time_budget: float | None = None       # seconds of the run's wall time (`parse_duration`); None: no limit
     image_size: tuple[int, int] | None = None
+    warm_start: str | None = None            # an earlier run's folder: its best configurations first
+    tries: tuple[str, ...] = ()              # zoo names (`python -m resnet`) evaluated before any random draw
     results_dir: str = "results"
     name: str | None = None                  # default: <space>-<dataset>
     backend: str | None = None               # "tensorflow" or "jax"; default: Keras' configured backend
@@ -84,6 +86,11 @@ class SearchConfig:
                 self.time_budget, (int, float)) or not 0 < self.time_budget < math.inf):
             raise UsageError(f"time_budget = {self.time_budget!r} is invalid: give seconds > 0 (on the command line "
                              "a duration such as 90s, 45m, 2h or 1h30m)")
+        for name in self.tries:
+            zoo_name(name)
+        if self.warm_start is not None and not (pathlib.Path(self.warm_start) / "run.json").is_file():
+            raise UsageError(f"warm_start = {self.warm_start!r} is not a search run (it has no run.json): give the "
+                             "folder of an earlier search, such as results/small-digits")
         if self.objective is not None and self.objective not in OBJECTIVES:
             raise UsageError(f"objective = {self.objective!r} is invalid: choose from {', '.join(OBJECTIVES)}")
         if self.class_weight not in (None, *CLASS_WEIGHTS):
@@ -112,6 +119,8 @@ class SearchConfig:
             (config, space): `space` is the `search_spaces.Space`.
         """
         cfg = dataclasses.replace(self, space=str(self.space), image_size=_image_size(self.image_size),
+                                  tries=tuple(zoo_name(n) for n in self.tries),
+                                  warm_start=str(pathlib.Path(self.warm_start).resolve()) if self.warm_start else None,
                                   backend=check(self.backend or configured()),
                                   results_dir=str(self.results_dir),
                                   strategy=None if self.strategy == "none" else self.strategy).validate()
@@ -154,7 +163,7 @@ class SearchConfig:
     def from_dict(cls, data: dict[str, Any]) -> SearchConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names}).replace(
-            image_size=_image_size(data.get("image_size")))
+            image_size=_image_size(data.get("image_size")), tries=tuple(data.get("tries") or ()))
 
     def replace(self, **changes) -> SearchConfig:
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
@@ -185,6 +194,17 @@ def parse_duration(text: str) -> float:
     if total <= 0:
         raise UsageError(f"time budget {text!r} is not more than 0 seconds: give one such as 90s, 45m or 2h")
     return total
+
+
+def zoo_name(name: str) -> str:
+    """The zoo's name for `name` (``resnet20`` is ``cifar_resnet20``); UsageError for none."""
+    from resnet.zoo import ZOO
+
+    for candidate in (name, f"cifar_{name}"):
+        if candidate in ZOO and (candidate == name or name not in ZOO):
+            return candidate
+    raise UsageError(f"try {name!r} is not an architecture of the zoo: choose from {', '.join(ZOO)} (python -m resnet "
+                     "lists them)")
 
 
 def fmt_time(seconds: float) -> str:

@@ -90,9 +90,13 @@ class BOHBOracle(ResNetOracle):
         self.model_draws = 0    # of them, drawn from the model
         self.model_trials: dict[str, int] = {}  # trial id -> the budget of the model it was drawn from
         self._drawn_from: int | None = None
+        self.prior: list = []  # an earlier run's results [values, result, epochs]: evidence (a warm start)
         super().__init__(*args, **kwargs)
 
     def _random_values(self):
+        seeded = self._seeded_values()
+        if seeded is not None:
+            return seeded
         self.draws += 1
         self._drawn_from = None
         rng = random.Random(f"bohb-{self.seed}-{self.draws}")
@@ -125,6 +129,8 @@ class BOHBOracle(ResNetOracle):
             budget = int(values.get("tuner/epochs", 0))
             by_budget.setdefault(budget, []).append(({k: v for k, v in values.items()
                                                       if not k.startswith("tuner/")}, value))
+        for values, value, budget in self.prior:
+            by_budget.setdefault(int(budget), []).append((values, float(value)))
         usable = [b for b, obs in by_budget.items() if len(obs) >= need]
         return (max(usable), by_budget[max(usable)]) if usable else None
 
@@ -167,7 +173,8 @@ class BOHBOracle(ResNetOracle):
 
     def get_state(self):
         state = super().get_state()
-        state.update({"draws": self.draws, "model_draws": self.model_draws, "model_trials": self.model_trials})
+        state.update({"draws": self.draws, "model_draws": self.model_draws, "model_trials": self.model_trials,
+                      "prior": self.prior})
         return state
 
     def set_state(self, state):
@@ -175,6 +182,7 @@ class BOHBOracle(ResNetOracle):
         self.draws = state.get("draws", 0)
         self.model_draws = state.get("model_draws", 0)
         self.model_trials = state.get("model_trials", {})
+        self.prior = state.get("prior", [])
 
 
 def _only_value(hp):

@@ -60,9 +60,28 @@ class ResNetOracle(HyperbandOracle):
         self.bracket_runs: dict[str, dict[str, Any]] = {}  # first trial id -> {"bracket", "rounds"}
         self.streak_from = 0  # failures ended before this index of end_order no longer count
         self.budget_stop: str | None = None  # why the time budget stopped the search (`populate_space`)
+        self.seeded: list[dict] = []  # known configurations, drawn before any random one (`_seeded_values`)
+        self.seeded_used = 0
         super().__init__(*args, **kwargs)
 
+    def _seeded_values(self) -> dict | None:
+        """The next known configuration not tried yet (`seeded`: ``--try``, ``[[try]]``, a warm
+        start's), or None once they are all drawn."""
+        while self.seeded_used < len(self.seeded):
+            values = self.seeded[self.seeded_used]
+            self.seeded_used += 1
+            if not self._duplicate(values):
+                return dict(values)
+        return None
+
+    def first_round_size(self) -> int:
+        """Trials in the first round of the search's first (most exploratory) bracket."""
+        return self._get_size(self._get_num_brackets() - 1, 0)
+
     def _random_values(self):
+        seeded = self._seeded_values()
+        if seeded is not None:
+            return seeded
         for _ in range(MAX_DRAWS):
             values = super()._random_values()
             if values is None or self.check is None or self.check(values) is None:
@@ -72,7 +91,7 @@ class ResNetOracle(HyperbandOracle):
 
     # What choosing a trial changes, put back when the deadline refuses the trial (`populate_space`).
     UNDO = ("_brackets", "_current_bracket", "_current_iteration", "_seed_state", "lineage", "bracket_runs",
-            "rejected")
+            "rejected", "seeded_used")
     deadline = None  # a `tuning.engine.budget.Deadline` when the search has a time budget
     planned_iterations = None  # the time budget's plan, when no number of iterations is set
 
@@ -229,7 +248,7 @@ class ResNetOracle(HyperbandOracle):
     def get_state(self):
         state = super().get_state()
         state.update({"rejected": self.rejected, "lineage": self.lineage, "bracket_runs": self.bracket_runs,
-                      "streak_from": self.streak_from})
+                      "streak_from": self.streak_from, "seeded": self.seeded, "seeded_used": self.seeded_used})
         return state
 
     def set_state(self, state):
@@ -240,6 +259,8 @@ class ResNetOracle(HyperbandOracle):
         self.lineage = state.get("lineage", {})
         self.bracket_runs = state.get("bracket_runs", {})
         self.streak_from = state.get("streak_from", 0)
+        self.seeded = state.get("seeded", [])
+        self.seeded_used = state.get("seeded_used", 0)
 
     def end_trial(self, trial):
         self._stop_reason = None

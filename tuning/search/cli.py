@@ -48,6 +48,10 @@ def _duration_argument(text: str) -> float:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def _names_argument(text: str) -> tuple[str, ...]:
+    return tuple(n.strip() for n in text.split(",") if n.strip())
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(
         prog="python -m tuning.search",
@@ -87,11 +91,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--iterations", type=int, help="the budget: Hyperband and BOHB run all brackets this many "
                    "times; ASHA trains as many epochs in all as they would (default: the space's). A larger value on a "
                    "finished run extends it; a smaller one changes nothing")
-    p.add_argument("--time-budget", type=_duration_argument, metavar="DURATION",
-                   help="the run's wall time, e.g. 90s, 45m, 2h or 1h30m: a short calibration plans the iterations "
-                        "that fit (a smaller max_epochs if not even one does), then the search goes on while each "
-                        "next trial is predicted to end in time. --iterations then caps it. A larger value on a "
-                        "finished run extends it")
     p.add_argument("--results-dir", default=default("results_dir"), help="parent folder of the run "
                    f"(default: {default('results_dir')})")
     p.add_argument("--name", help="run folder name (default: <space>-<dataset>)")
@@ -103,8 +102,25 @@ def build_parser() -> argparse.ArgumentParser:
                    "output")
     p.add_argument("--quiet", action="store_true", help="print only the line of each finished trial, warnings and "
                    "the result: no progress inside trials, no start-up banner or notes")
+    _start_options(p.add_argument_group("time and starting points"))
     _device_options(p.add_argument_group("devices and scale-out"))
     return p
+
+
+def _start_options(g) -> None:
+    g.add_argument("--time-budget", type=_duration_argument, metavar="DURATION",
+                   help="the run's wall time, e.g. 90s, 45m, 2h or 1h30m: a short calibration plans the iterations "
+                        "that fit (a smaller max_epochs if not even one does), then the search goes on while each "
+                        "next trial is predicted to end in time. --iterations then caps it. A larger value on a "
+                        "finished run extends it")
+    g.add_argument("--warm-start", metavar="RUN", help="an earlier run's folder: its best configurations (as many "
+                   "as the first bracket's first round holds) are the first ones this search evaluates, where they "
+                   "fit its space; with --algorithm bohb its results also feed the model when the dataset, image size "
+                   "and objective match")
+    g.add_argument("--try", dest="tries", type=_names_argument, default=default("tries"), metavar="NAMES",
+                   help="zoo architectures to evaluate first, e.g. resnet20,resnet56 (python -m resnet lists them); "
+                        "ones that do not fit the space or the input are named and skipped. A space file's [[try]] "
+                        "tables add to them")
 
 
 def _device_options(g) -> None:

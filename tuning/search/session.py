@@ -29,6 +29,7 @@ from ..run.records import TrialRecord
 from ..run.sessions import Sessions
 from ..runtime import import_keras, setup_devices
 from .finish import SearchResult, finish_run
+from .start import seed_start
 from .timing import install_deadline, plan_line, settle_plan
 
 
@@ -94,6 +95,8 @@ def run_session(config: SearchConfig, space, folder: RunFolder, *, role: str, lo
     _announce(ctx, tuner, replicas, resuming, continuing)
     if ctx.plan is not None and ctx.plan.get("new"):
         ctx.log(plan_line(ctx.plan, config.algorithm, config.iterations))
+    if role != "worker" and not continuing:
+        seed_start(ctx, tuner)  # --try, [[try]], --warm-start: at a run's first start
     _search(ctx, tuner)
     if role == "worker":
         return None
