@@ -10,6 +10,8 @@ statuses, scores), the same best trial, ``best.json``, and an export that works.
 
     python -m tests.chaos --runs 10 --seed 1
     python -m tests.chaos --extend      # each run finished at --iterations 1, then extended to 2 under kills
+    python -m tests.chaos --time-budget 60 --runs 3     # a binding deadline
+    python -m tests.chaos --warm-start --algorithm bohb  # warm-started from a finished run of seed 1
 """
 
 from __future__ import annotations
@@ -56,10 +58,11 @@ learning_rate = 0.003
 
 
 def command(space: pathlib.Path, results: pathlib.Path, seed: int, algorithm: str = "hyperband",
-            recycle_mb: int = 1, iterations: int = 1) -> list[str]:
+            recycle_mb: int = 1, iterations: int | None = 1, extra: tuple[str, ...] = ()) -> list[str]:
+    """The search's command; `iterations` None: none given (a time budget's plan); `extra`: more options."""
     return [sys.executable, "-m", "tuning.search", "--space", str(space), "--results-dir", str(results),
             "--seed", str(seed), "--recycle-mb", str(recycle_mb), "--algorithm", algorithm,
-            "--iterations", str(iterations)]
+            *(("--iterations", str(iterations)) if iterations else ()), *extra]
 
 
 def start(cmd: list[str], faults: dict = FAULTS) -> subprocess.Popen:
@@ -91,12 +94,13 @@ def trials(run_dir: pathlib.Path) -> dict[str, dict]:
 
 
 def uninterrupted(space: pathlib.Path, results: pathlib.Path, seed: int, algorithm: str = "hyperband",
-                  iterations: int = 1) -> tuple[pathlib.Path, float]:
+                  iterations: int | None = 1, extra: tuple[str, ...] = ()) -> tuple[pathlib.Path, float]:
     """The run folder of the search run once without a kill, every trial in one process; and the
     wall time a run that hands over after every trial takes: its own, plus a process's start-up
     (its own, up to its first trial) for every trial."""
     t0, started = time.monotonic(), time.time()
-    proc = start(command(space, results, seed, algorithm, recycle_mb=0, iterations=iterations), faults=TIES)
+    proc = start(command(space, results, seed, algorithm, recycle_mb=0, iterations=iterations, extra=extra),
+                 faults=TIES)
     out, err = proc.communicate(timeout=900)
     assert proc.returncode == 0, err[-3000:]
     run_dir = _run_dir(results)
@@ -112,13 +116,13 @@ def _run_dir(results: pathlib.Path) -> pathlib.Path:
 
 def chaotic(space: pathlib.Path, results: pathlib.Path, seed: int, rng: random.Random, kills: int = 4,
             log=print, wall: float = 60.0, total: int = 6, algorithm: str = "hyperband",
-            iterations: int = 1) -> tuple[pathlib.Path, list[str]]:
+            iterations: int | None = 1, extra: tuple[str, ...] = ()) -> tuple[pathlib.Path, list[str]]:
     """Kill -9 the main process or one of its descendants `kills` times at random moments,
     re-running the same command at once each time; then let it finish. Each kill comes within
     0.9 x the time an uninterrupted run (`wall` s, `total` trials) needs for the trials still to
     run, so that it lands before the search is done (a run also starts up and ends: seconds).
     Returns the run folder and what happened."""
-    cmd = command(space, results, seed, algorithm, iterations=iterations)
+    cmd = command(space, results, seed, algorithm, iterations=iterations, extra=extra)
     events = []
     for attempt in range(kills + 20):
         t0 = time.monotonic()
@@ -151,13 +155,24 @@ def chaotic(space: pathlib.Path, results: pathlib.Path, seed: int, rng: random.R
     raise AssertionError(f"the search never finished: {events}")
 
 
-def check_same(run_dir: pathlib.Path, reference: pathlib.Path) -> None:
-    """The chaotic run ended exactly as the uninterrupted one, with a working export."""
+def check_same(run_dir: pathlib.Path, reference: pathlib.Path, deadline: bool = False) -> None:
+    """The chaotic run ended exactly as the uninterrupted one, with a working export. With a
+    binding time budget (`deadline`) the two end where each one's deadline fell: the trials of
+    the shorter are those of the longer up to there, and each ended within its budget plus its
+    longest trial."""
     ours, theirs = trials(run_dir), trials(reference)
+    if deadline:
+        common = sorted(set(ours) & set(theirs))
+        assert common == sorted(ours)[:len(common)] == sorted(theirs)[:len(common)], (sorted(ours), sorted(theirs))
+        ours, theirs = ({k: t[k] for k in common} for t in (ours, theirs))
+        for run in (run_dir, reference):
+            timed = json.loads((run / "summary.json").read_text())["time_budget"]
+            longest = max(json.loads(p.read_text()).get("seconds") or 0 for p in (run / "trials").glob("*.json"))
+            assert timed["actual_seconds"] <= timed["budget_seconds"] + longest, (run, timed, longest)
     assert ours == theirs, {k: (ours.get(k), theirs.get(k)) for k in set(ours) | set(theirs)
                             if ours.get(k) != theirs.get(k)}
     best, ref_best = (json.loads((d / "best.json").read_text()) for d in (run_dir, reference))
-    assert best["trial_id"] == ref_best["trial_id"]
+    assert deadline or best["trial_id"] == ref_best["trial_id"]
     assert (run_dir / "tuner" / f"trial_{best['trial_id']}" / "checkpoint.npz").exists()
     assert not list(run_dir.rglob("resume*"))
     proc = subprocess.run([sys.executable, "-m", "tuning.export", str(run_dir), "--format", "keras"], cwd=ROOT,
@@ -175,6 +190,9 @@ def main(argv=None) -> int:
     p.add_argument("--algorithm", default="hyperband", help="the search's --algorithm (default: hyperband)")
     p.add_argument("--extend", action="store_true", help="finish each run at --iterations 1, then extend it to 2 "
                    "under the kills; the reference runs --iterations 2 at once")
+    p.add_argument("--time-budget", type=int, metavar="SECONDS", help="every run with this --time-budget and no "
+                   "--iterations: the deadline binds, and a killed run must match the reference up to its end")
+    p.add_argument("--warm-start", action="store_true", help="every run warm-started from a finished run of seed 1")
     args = p.parse_args(argv)
     import tempfile
 
@@ -182,8 +200,12 @@ def main(argv=None) -> int:
     space = work / "chaos.toml"
     space.parent.mkdir(parents=True, exist_ok=True)
     space.write_text(SPACE)
-    iterations = 2 if args.extend else 1
-    reference, wall = uninterrupted(space, work / "reference", 0, args.algorithm, iterations)
+    iterations = None if args.time_budget else 2 if args.extend else 1
+    extra = ("--time-budget", f"{args.time_budget}s") if args.time_budget else ()
+    if args.warm_start:
+        source, _ = uninterrupted(space, work / "source", 1, args.algorithm)
+        extra += ("--warm-start", str(source))
+    reference, wall = uninterrupted(space, work / "reference", 0, args.algorithm, iterations, extra)
     print(f"uninterrupted: {wall:.1f} s, {len(trials(reference))} trials")
     rng = random.Random(args.seed)
     failed = 0
@@ -194,8 +216,9 @@ def main(argv=None) -> int:
                 proc = start(command(space, work / f"run{i}", 0, args.algorithm), faults=FAULTS)
                 assert proc.communicate(timeout=900)[0] is not None and proc.returncode == 0
             run_dir, _ = chaotic(space, work / f"run{i}", 0, rng, args.kills, wall=wall,
-                                 total=len(trials(reference)), algorithm=args.algorithm, iterations=iterations)
-            check_same(run_dir, reference)
+                                 total=len(trials(reference)), algorithm=args.algorithm, iterations=iterations,
+                                 extra=extra)
+            check_same(run_dir, reference, deadline=bool(args.time_budget))
             print("  same trials, same best, export works")
         except AssertionError as e:
             failed += 1
