@@ -38,7 +38,7 @@ def test_a_time_budget_is_checked_and_leaves_iterations_to_the_plan(tiny_space):
 
 
 def test_the_cost_model_recovers_the_costs_it_is_fitted_to():
-    truth = CostModel(overhead=2.0, per_step=0.01, per_gflop=0.1)
+    truth = CostModel(overhead=2.0, per_step=0.01, per_gflop=0.1, per_epoch=0.3)
     rng = random.Random(0)
     points = []
     for _ in range(20):

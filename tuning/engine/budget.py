@@ -1,14 +1,15 @@
 """A search that keeps to a time budget (``--time-budget``): what a trial costs, the calibration
 before the first trial, the plan, and the deadline the oracle keeps.
 
-- The cost model (`CostModel`): a trial takes ``overhead + epochs x (per_step x steps + per_gflop x
-  GFLOPs)`` seconds, where an epoch's steps are its training and validation batches and its GFLOPs
-  the multiply-adds of its images (a training image counts three forward passes: the pass itself
-  and the two halves of the backward pass; a validation image one). The three coefficients are
+- The cost model (`CostModel`): a trial takes ``overhead + epochs x (per_epoch + per_step x steps +
+  per_gflop x GFLOPs)`` seconds, where an epoch's steps are its training and validation batches and
+  its GFLOPs the multiply-adds of its images (a training image counts three forward passes: the pass
+  itself and the two halves of the backward pass; a validation image one). The four coefficients are
   fitted by non-negative least squares (scipy's `nnls`) to the calibration's points and every
   finished trial's measured seconds, so the model follows the trials as they come in.
 - The calibration (`calibrate`): the cheapest and the costliest of `SAMPLES` random valid
-  configurations are built and trained for a few steps, timed with their compilation.
+  configurations are built and trained for a few short epochs with validation, timed with their
+  compilation.
 - The plan (`make_plan`): from the model, the mean random configuration and Hyperband's trials,
   the iterations that fit in the time left; if not even one does, the largest max_epochs for
   which one does.
@@ -29,7 +30,7 @@ import numpy as np
 from ..config import fmt_time
 
 SAMPLES = 64              # random valid configurations the plan averages over (and calibrates the extremes of)
-CALIBRATION_STEPS = 3     # timed training steps per calibrated configuration (after as many that compile)
+CALIBRATION_STEPS = 3     # steps of a calibration epoch (then 3 times as many)
 END_SECONDS = 5.0         # kept back for the end: the best trial's test scores, summary, report (~3 s on digits)
 TRAINING_PASSES = 3       # a training image's multiply-adds, in forward passes
 MAX_GAP = 60.0            # a longer pause between two trials is a pause between sessions, not a trial's cost
@@ -53,17 +54,18 @@ def epoch_work(flops: int, batch_size: int, sizes: Mapping[str, int]) -> Work:
 
 @dataclasses.dataclass(frozen=True)
 class CostModel:
-    """Seconds of a trial: ``overhead + epochs x (per_step x steps + per_gflop x gflops)``."""
+    """Seconds of a trial: ``overhead + epochs x (per_epoch + per_step x steps + per_gflop x gflops)``."""
 
     overhead: float
     per_step: float
     per_gflop: float
+    per_epoch: float = 0.0
 
     def trial_seconds(self, work: Work, epochs: float) -> float:
         return self.overhead + epochs * self.epoch_seconds(work)
 
     def epoch_seconds(self, work: Work) -> float:
-        return self.per_step * work.steps + self.per_gflop * work.gflops
+        return self.per_epoch + self.per_step * work.steps + self.per_gflop * work.gflops
 
     @classmethod
     def fit(cls, points: Iterable[tuple[Work, float, float]]) -> CostModel:
@@ -74,7 +76,7 @@ class CostModel:
         rows, targets = [], []
         for work, epochs, seconds in points:
             weight = 1.0 / max(seconds, 1e-3)
-            rows.append([weight, weight * epochs * work.steps, weight * epochs * work.gflops])
+            rows.append([weight, weight * epochs * work.steps, weight * epochs * work.gflops, weight * epochs])
             targets.append(weight * seconds)
         if not rows:
             raise ValueError("no points to fit a cost model to")
@@ -114,8 +116,8 @@ def calibrate(hypermodel, values: list[dict]) -> list[tuple[Work, float, float]]
     points = []
     for chosen in ([costed[0], costed[-1]] if len(costed) > 1 else costed):
         work = work_of_values(sampler, chosen, sizes)
-        first, per_step = _time_steps(hypermodel, chosen)
-        epoch = per_step * work.steps
+        first, per_epoch, per_step = _time_steps(hypermodel, chosen)
+        epoch = per_epoch + per_step * work.steps
         points += [(work, 1, first + epoch), (work, 3, first + 3 * epoch)]
     return points
 
@@ -131,24 +133,33 @@ def work_of_values(sampler, values: Mapping[str, Any], sizes: Mapping[str, int])
     return epoch_work(cost.flops, cfg.batch_size, sizes)
 
 
-def _time_steps(hypermodel, values: dict) -> tuple[float, float]:
-    """(seconds to build, compile and take the first steps less their steady cost, seconds a
-    steady step) of one configuration."""
+def _time_steps(hypermodel, values: dict) -> tuple[float, float, float]:
+    """(seconds to build and compile, seconds of an epoch besides its steps, seconds a steady
+    step) of one configuration: one epoch of `CALIBRATION_STEPS` steps with validation compiles
+    the train and test steps; then an epoch of that many steps and one of three times as many
+    tell the cost of a step from the cost of an epoch's start, end and validation."""
     import keras
 
     hp = hypermodel.hyperparameters(values)
     _, cfg = hypermodel.resolve(hp)
-    steps = max(1, min(CALIBRATION_STEPS, hypermodel.data.sizes()["train"] // cfg.batch_size // 2))
+    data = hypermodel.data
+    steps = max(1, min(CALIBRATION_STEPS, data.sizes()["train"] // cfg.batch_size // 4))
+    val_batch = max(cfg.batch_size, 256)
+    val, val_steps = data.pipeline("validation", val_batch), -(-data.sizes()["validation"] // val_batch)
+    train, _ = data.training_pipeline("train", cfg.batch_size, seed=0, initial_epoch=0, epochs=4)
+    seconds = []
     t0 = time.perf_counter()
     model = hypermodel.build(hp)
-    train, _ = hypermodel.data.training_pipeline("train", cfg.batch_size, seed=0, initial_epoch=0, epochs=2)
-    ends = []
-    timer = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: ends.append(time.perf_counter()))
-    model.fit(train, epochs=2, steps_per_epoch=steps, callbacks=[timer], verbose=0)
-    per_step = (ends[1] - ends[0]) / steps
+    for n in (steps, steps, 3 * steps):
+        model.fit(train, epochs=1, steps_per_epoch=n, validation_data=val, validation_steps=min(val_steps, steps),
+                  shuffle=False, verbose=0)
+        seconds.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
     del model
     keras.backend.clear_session()
-    return max(0.0, ends[0] - t0 - per_step * steps), per_step
+    per_step = max(0.0, (seconds[2] - seconds[1]) / (2 * steps))
+    per_epoch = max(0.0, seconds[1] - per_step * steps)
+    return max(0.0, seconds[0] - seconds[1]), per_epoch, per_step
 
 
 # ----- the plan ----------------------------------------------------------------------------

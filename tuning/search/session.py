@@ -30,7 +30,7 @@ from ..run.sessions import Sessions
 from ..runtime import import_keras, setup_devices
 from .finish import SearchResult, finish_run
 from .start import seed_start
-from .timing import install_deadline, plan_line, settle_plan
+from .timing import await_plan, install_deadline, plan_line, settle_plan
 
 
 class _Recycle(Exception):
@@ -83,6 +83,8 @@ def run_session(config: SearchConfig, space, folder: RunFolder, *, role: str, lo
     if role != "worker":
         _write_run_info(ctx)
         ctx.plan = settle_plan(ctx)  # a time budget's (its max_epochs may be smaller than asked)
+    else:
+        await_plan(ctx)  # the chief's plan's max_epochs (the chief keeps the deadline)
     tuner, replicas = _make_tuner(ctx, handover)
     if ctx.plan is not None:
         install_deadline(ctx, tuner, ctx.plan)

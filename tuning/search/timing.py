@@ -34,6 +34,22 @@ def settle_plan(ctx) -> dict | None:
     return plan
 
 
+PLAN_WAIT_SECONDS = 300  # a worker waits this long for its chief's plan
+
+
+def await_plan(ctx) -> None:
+    """A worker of a time-budgeted search: the max_epochs of its chief's plan (in run.json once
+    the chief has made it), waiting for it up to `PLAN_WAIT_SECONDS`."""
+    cfg = ctx.config
+    give_up = time.monotonic() + PLAN_WAIT_SECONDS
+    while cfg.time_budget is not None and time.monotonic() < give_up:
+        plan = (ctx.folder.read("run.json") or {}).get("plan")
+        if plan is not None and plan["time_budget"] >= cfg.time_budget:
+            ctx.config = cfg.replace(max_epochs=plan["max_epochs"])
+            return
+        time.sleep(1.0)
+
+
 def _new_plan(ctx, before: dict | None) -> dict:
     from ..engine.budget import CostModel, Work, calibrate, hyperband_trials, make_plan, random_configurations
     from ..engine.budget import work_of_values as work
