@@ -20,21 +20,32 @@ import tempfile
 import time
 
 
-def run_one(budget: int, algorithm: str, seed: int, results: pathlib.Path, space: str) -> dict:
+def run_one(budget: int, algorithm: str, seed: int, results: pathlib.Path, space: str, read: bool = False) -> dict:
     name = f"{algorithm}-{budget}s-seed{seed}"
     cmd = [sys.executable, "-m", "tuning.search", "--space", space, "--time-budget", f"{budget}s", "--algorithm",
            algorithm, "--seed", str(seed), "--results-dir", str(results), "--name", name, "--quiet"]
-    t0 = time.time()
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    wall = time.time() - t0
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed ({done.returncode}): {done.stderr.strip()[-500:]}")
     run = results / name
+    if read:  # an earlier run of this script: its command's wall time is the one it wrote down
+        wall = json.loads((run / "command_seconds.json").read_text())["seconds"]
+    else:
+        t0 = time.time()
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        wall = time.time() - t0
+        if done.returncode != 0:
+            raise SystemExit(f"{' '.join(cmd)} failed ({done.returncode}): {done.stderr.strip()[-500:]}")
+        (run / "command_seconds.json").write_text(json.dumps({"seconds": wall}) + "\n")
     summary = json.loads((run / "summary.json").read_text())
     best = json.loads((run / "best.json").read_text())
     seconds = [json.loads(p.read_text()).get("seconds") or 0.0 for p in (run / "trials").glob("*.json")]
     timed = summary["time_budget"]
-    return {"algorithm": algorithm, "budget": budget, "seed": seed, "wall": round(wall, 1),
+    # When the planned iterations' trials had all ended (Hyperband and BOHB: their number is fixed).
+    from tuning.engine.budget import hyperband_trials
+
+    planned = len(hyperband_trials(timed["max_epochs"], summary["hyperband"]["factor"])) * timed["planned_iterations"]
+    ends = summary["anytime"]
+    done_at = ends[planned - 1][0] if algorithm != "asha" and 0 < planned <= len(ends) else None
+    return {"planned_trials": planned if algorithm != "asha" else None, "planned_done_at": done_at,
+            "algorithm": algorithm, "budget": budget, "seed": seed, "wall": round(wall, 1),
             "planned": timed["planned_seconds"], "planned_iterations": timed["planned_iterations"],
             "max_epochs": timed["max_epochs"], "calibration": timed["calibration_seconds"],
             "run_wall": timed["actual_seconds"], "trials": summary["trials"], "longest_trial": round(max(seconds), 1),
@@ -51,21 +62,25 @@ def main() -> int:
     p.add_argument("--space", default="small")
     p.add_argument("--results", type=pathlib.Path, help="results folder (default: a temporary one)")
     p.add_argument("--json", type=pathlib.Path, help="also write the rows here")
+    p.add_argument("--read", action="store_true", help="read the runs already in --results instead of running them")
     args = p.parse_args()
     results = args.results or pathlib.Path(tempfile.mkdtemp(prefix="time-budget-"))
-    print("| algorithm | budget | plan: iterations x max_epochs, ~seconds | calibration | wall (command) | trials | "
-          "longest trial | best val / test | used | within budget + longest trial |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| algorithm | budget | plan: iterations x max_epochs, ~seconds | calibration | planned trials ended at | "
+          "wall (command) | trials | longest trial | best val / test | used | within budget + longest trial |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     rows, ok = [], True
     for budget in args.budgets:
         for algorithm in args.algorithms:
-            r = run_one(budget, algorithm, args.seed, results, args.space)
+            r = run_one(budget, algorithm, args.seed, results, args.space, args.read)
             rows.append(r)
             held = r["within"] and r["used"] >= 0.8
             ok &= held
             plan = f"{r['planned_iterations']} x {r['max_epochs']}, ~{r['planned']:.0f} s"
+            done_at = ("-" if r["planned_trials"] is None else "not reached" if r["planned_done_at"] is None
+                       else f"{r['planned_done_at']:.0f} s ({r['planned_trials']} trials)")
             print(f"| {algorithm} | {budget} s | {plan} | "
-                  f"{r['calibration']:.1f} s | {r['wall']:.1f} s | {r['trials']} | {r['longest_trial']:.1f} s | "
+                  f"{r['calibration']:.1f} s | {done_at} | {r['wall']:.1f} s | {r['trials']} | "
+                  f"{r['longest_trial']:.1f} s | "
                   f"{r['best_val']:.4f} / {r['best_test']:.4f} | {100 * r['used']:.0f}% | "
                   f"{'yes' if r['within'] else 'NO'} |", flush=True)
     if args.json:

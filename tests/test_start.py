@@ -133,6 +133,7 @@ def test_a_warm_start_and_tries_start_a_new_search(finished_run, tiny_space, tmp
     trial1 = json.loads((run / "trials" / "0001.json").read_text())["hyperparameters"]
     assert {k: trial1[k] for k in ("depth", "block", "base_filters", "preact", "shortcut")} == {
         k: best_earlier["hyperparameters"][k] for k in ("depth", "block", "base_filters", "preact", "shortcut")}
+    assert "| started from | six wide, trial " in (run / "report" / "report.md").read_text()
     oracle = json.loads((run / "tuner" / "oracle.json").read_text())
     assert len(oracle["prior"]) == start["model_evidence"] and oracle["seeded_used"] == 3
 

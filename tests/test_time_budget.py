@@ -138,6 +138,8 @@ def test_a_time_budget_plans_stops_says_why_and_extends(tiny_space, tmp_path):
     assert timed["actual_seconds"] == summary["wall_seconds"]
     assert timed["stopped"].startswith("the time budget: at ") and "past the deadline" in timed["stopped"]
     assert f"stopped by {timed['stopped']}" in first.stdout
+    report = (run / "report" / "report.md").read_text()
+    assert f"max_epochs {plan['max_epochs']}, factor 2, time budget 0:00:45 (" in report
     trials = {p.name: p.read_text() for p in (run / "trials").glob("*.json")}
     assert summary["trials"] == len(trials) >= 5 * plan["iterations"]
 

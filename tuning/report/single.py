@@ -385,6 +385,19 @@ def of_workers(summary: dict) -> str:
     return "" if count == 1 else f" of the {count} workers' time"
 
 
+def _budget_text(summary: dict) -> str:
+    timed = summary.get("time_budget")
+    if not timed:
+        return ""
+    return (f" ({fmt_time(timed['actual_seconds'])} used, planned ~{fmt_time(timed['planned_seconds'])}; stopped by "
+            f"{timed['stopped']})")
+
+
+def _start_text(start: dict) -> str:
+    text = ", ".join(start.get("tried_first") or []) or "no known configuration"
+    return text + (f" (left out: {'; '.join(start['left_out'])})" if start.get("left_out") else "")
+
+
 def _markdown(run: Run, configs, tuned, curve: Curve) -> str:
     s = run.summary or {}
     best = run.best or {}
@@ -392,8 +405,10 @@ def _markdown(run: Run, configs, tuned, curve: Curve) -> str:
     lines = [f"# Search report: {run.name}", ""]
     rows = [
         ("space", info.get("space")), ("dataset", info.get("dataset")), ("seed", info.get("seed")),
-        ("Hyperband", f"max_epochs {info.get('max_epochs')}, factor {info.get('factor')}, "
-                      f"iterations {info.get('iterations')}"),
+        ("Hyperband", f"max_epochs {(info.get('plan') or info).get('max_epochs')}, factor {info.get('factor')}, "
+                      + (f"iterations {info.get('iterations')}" if not info.get("time_budget") else
+                         f"time budget {fmt_time(info['time_budget'])}" + _budget_text(s))),
+        *([("started from", _start_text(info["start"]))] if info.get("start") else []),
         ("trials", f"{len(run.records)} ({len(configs)} configurations)"),
         ("wall time", f"{s.get('wall_seconds', 0):.0f} s" if s else "search not finished"),
         ("time in training", f"{s.get('fit_seconds', 0):.0f} s ({100 * (s.get('fit_share') or 0):.0f}%"
