@@ -21,16 +21,18 @@ from ..run.records import record_key
 def seed_start(ctx, tuner) -> None:
     """Give a new run's oracle its known configurations (see the module's docstring)."""
     cfg, oracle = ctx.config, tuner.oracle
+    recorded = (ctx.folder.read("run.json") or {}).get("start")
+    if oracle.trials or recorded is not None:  # started already: the oracle's state holds its start
+        if recorded is not None and recorded.get("warm_start") != cfg.warm_start:
+            ctx.log(f"note: {ctx.folder.path} started from {recorded.get('warm_start') or 'no earlier run'}; "
+                    "--warm-start applies when a run starts")
+        return
     known = [(str(t.get("name") or t.get("zoo") or f"[[try]] {i}"), dict(t)) for i, t in enumerate(ctx.space.tries, 1)]
     known += [(name, {"zoo": name}) for name in cfg.tries]
     earlier = _earlier(cfg.warm_start, oracle.first_round_size()) if cfg.warm_start else None
     if earlier is not None:
         known += earlier["best"]
-    recorded = (ctx.folder.read("run.json") or {}).get("start")
-    if not known or oracle.trials or recorded is not None:
-        if recorded is not None and recorded.get("warm_start") != cfg.warm_start:
-            ctx.log(f"note: {ctx.folder.path} started from {recorded.get('warm_start') or 'no earlier run'}; "
-                    "--warm-start applies when a run starts")
+    if not known:
         return
     kept, dropped = [], []
     for label, values in known:

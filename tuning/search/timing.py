@@ -140,10 +140,11 @@ def install_deadline(ctx, tuner, plan: dict) -> None:
     sizes, mean = ctx.data.sizes(), Work(*plan["mean"])
     fitted = {"n": -1, "model": CostModel(**plan["model"])}
 
-    def model() -> CostModel:
-        points = measured_points(ctx)
-        if len(points) != fitted["n"]:
-            fitted["n"], fitted["model"] = len(points), CostModel.fit([*map(_point, plan["points"]), *points])
+    def model() -> CostModel:  # refitted only when a trial has been recorded since (asked before every trial)
+        recorded = sum(1 for _ in ctx.folder.trials_dir.glob("*.json"))
+        if recorded != fitted["n"]:
+            points = [*map(_point, plan["points"]), *measured_points(ctx)]
+            fitted["n"], fitted["model"] = recorded, CostModel.fit(points)
         return fitted["model"]
 
     def predict(values) -> float:
