@@ -89,8 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--factor", type=int, help="keep 1/factor of the configurations each round or rung "
                    "(>= 2; default: the space's)")
     p.add_argument("--iterations", type=int, help="the budget: Hyperband and BOHB run all brackets this many "
-                   "times; ASHA trains as many epochs in all as they would (default: the space's; with --time-budget, none: "
-                   "the plan's, then more while trials fit, and a value caps it). A larger value on a finished run "
+                   "times; ASHA trains as many epochs in all as they would (default: the space's; with "
+                   "--time-budget, none: the plan's, then more while trials fit, and a value caps it). A larger "
+                   "value on a finished run "
                    "extends it; a smaller one changes nothing")
     p.add_argument("--results-dir", default=default("results_dir"), help="parent folder of the run "
                    f"(default: {default('results_dir')})")
